@@ -1,0 +1,49 @@
+# lichen — two commands for users: `make serve` and `make test`.
+# Both do the whole set-up: system libev (via apt-get when its headers are
+# missing), a .venv, and the package installed editable with its test extras.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lichen-installed
+EV_H   := $(firstword $(wildcard /usr/include/ev.h /usr/local/include/ev.h /opt/homebrew/include/ev.h))
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all setup libev serve test bench clean
+
+all: test
+
+libev:
+ifeq ($(EV_H),)
+	@if command -v apt-get >/dev/null 2>&1; then \
+		echo "libev headers missing: installing libev-dev with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libev-dev; \
+	else \
+		echo "libev headers not found: install libev-dev (Debian/Ubuntu), libev-devel (Fedora) or 'brew install libev' (macOS)"; \
+		exit 1; \
+	fi
+endif
+
+$(PY):
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "lichen needs Python 3.10 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml setup.py $(wildcard src/_ev/*) | $(PY)
+	$(MAKE) --no-print-directory libev
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+serve: setup
+	$(PY) -m lichen --bind 127.0.0.1:8000
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(MAKE) --no-print-directory -C benchmarks
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o

@@ -1,0 +1,496 @@
+# lichen.socket: a cooperative socket of lichen's own (nothing is patched).
+#
+# Strategy: wrap a non-blocking stdlib socket; every operation calls the
+# system call first and blocks the greenlet on the hub only after EAGAIN
+# (BlockingIOError), then retries. Each socket owns at most two reusable io
+# watchers (one per direction, so one greenlet can read while another writes),
+# created on first wait. `close()` wakes every greenlet waiting on the socket
+# with an error at once, then stops the watchers before the fd is closed; a
+# reused fd number gets new watchers, so it never wakes a stale waiter.
+# Timeouts follow the stdlib: None blocks, 0.0 is non-blocking (BlockingIOError),
+# a positive value raises TimeoutError per operation (sendall: in total).
+from __future__ import annotations
+
+import errno
+import io
+import os
+import socket as _stdlib
+import time
+from typing import Any
+
+from lichen.hub import Hub, get_hub
+from lichen.loop import READ, WRITE, Io, Timer
+from lichen.threadpool import get_threadpool
+
+__all__ = [
+    "socket", "socketpair", "create_connection", "create_server", "getaddrinfo",
+    "gethostbyname", "fromfd", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM",
+]
+
+AF_INET = _stdlib.AF_INET
+AF_INET6 = _stdlib.AF_INET6
+AF_UNIX = getattr(_stdlib, "AF_UNIX", None)
+SOCK_STREAM = _stdlib.SOCK_STREAM
+SOCK_DGRAM = _stdlib.SOCK_DGRAM
+_GLOBAL_DEFAULT_TIMEOUT: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+
+def _closed_error() -> OSError:
+    return OSError(errno.EBADF, "socket was closed while a greenlet was waiting on it")
+
+
+class socket:
+    """A cooperative socket with the stdlib socket's interface.
+
+    Blocking calls block only the calling greenlet. Create it like a stdlib
+    socket, or wrap an existing one with `socket(sock=stdlib_socket)`."""
+
+    __slots__ = ("_sock", "_hub", "_rio", "_wio", "_timer", "_timeout", "_io_refs", "_closed", "__weakref__")
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: int | None = None, *, sock: _stdlib.socket | None = None) -> None:
+        if sock is None:
+            sock = _stdlib.socket(family, type, proto, fileno)
+        sock.setblocking(False)
+        self._sock = sock
+        self._hub: Hub = get_hub()
+        self._rio: Io | None = None
+        self._wio: Io | None = None
+        self._timer: Timer | None = None
+        self._timeout: float | None = _stdlib.getdefaulttimeout()
+        self._io_refs = 0
+        self._closed = False
+
+    # Waiting ----------------------------------------------------------------
+    def _wait(self, events: int, timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT) -> None:
+        """Block until ready for `events`; raise TimeoutError or the closed error."""
+        if timeout is _GLOBAL_DEFAULT_TIMEOUT:
+            timeout = self._timeout
+            if timeout == 0.0:
+                raise BlockingIOError(errno.EAGAIN, "operation would block (non-blocking socket)")
+        if self._closed:
+            raise _closed_error()
+        if events == READ:
+            w = self._rio
+            if w is None:
+                w = self._rio = Io(self._hub.loop, self._sock.fileno(), READ)
+        else:
+            w = self._wio
+            if w is None:
+                w = self._wio = Io(self._hub.loop, self._sock.fileno(), WRITE)
+        if w.active:
+            raise RuntimeError(f"another greenlet is already waiting to {'read from' if events == READ else 'write to'} this socket")
+        if timeout is None:
+            self._hub.wait_io(w, events)
+            return
+        timer = self._timer
+        if timer is None:
+            timer = self._timer = Timer(self._hub.loop)
+        if not self._hub.wait_io(w, events, timeout, timer):
+            raise TimeoutError("timed out")
+
+    def _wait_read(self) -> None:
+        self._wait(READ)
+
+    def _wait_write(self) -> None:
+        self._wait(WRITE)
+
+    # Reading ----------------------------------------------------------------
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        sock = self._sock
+        while True:
+            try:
+                return sock.recv(bufsize, flags)
+            except BlockingIOError:
+                self._wait_read()
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        sock = self._sock
+        while True:
+            try:
+                return sock.recv_into(buffer, nbytes, flags)
+            except BlockingIOError:
+                self._wait_read()
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        while True:
+            try:
+                return self._sock.recvfrom(bufsize, flags)
+            except BlockingIOError:
+                self._wait_read()
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        while True:
+            try:
+                return self._sock.recvfrom_into(buffer, nbytes, flags)
+            except BlockingIOError:
+                self._wait_read()
+
+    # Writing ----------------------------------------------------------------
+    def send(self, data: Any, flags: int = 0) -> int:
+        sock = self._sock
+        while True:
+            try:
+                return sock.send(data, flags)
+            except BlockingIOError:
+                self._wait_write()
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        while True:
+            try:
+                return self._sock.sendto(data, *args)
+            except BlockingIOError:
+                self._wait_write()
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of `data`; a timeout bounds the whole call, as in the stdlib."""
+        sock = self._sock
+        try:
+            sent = sock.send(data, flags)
+        except BlockingIOError:
+            sent = 0
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else None
+        total = len(view) if view is not None else len(data)
+        if sent >= total:
+            return
+        if view is None:
+            view = memoryview(data)
+        timeout = self._timeout
+        deadline = None if not timeout else time.monotonic() + timeout
+        while sent < total:
+            if deadline is None:
+                self._wait(WRITE)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out")
+                self._wait(WRITE, left)
+            try:
+                sent += sock.send(view[sent:], flags)
+            except BlockingIOError:
+                pass
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a file with os.sendfile, cooperatively; falls back to reads
+        and sends where sendfile cannot be used. Returns bytes sent and leaves
+        the file position after the last byte sent, like the stdlib."""
+        try:
+            fileno = file.fileno()
+            fsize = os.fstat(fileno).st_size
+        except (AttributeError, io.UnsupportedOperation, OSError):
+            return self._sendfile_fallback(file, offset, count)
+        if not fsize:
+            return 0
+        blocksize = min(count or fsize, fsize, 1 << 30)
+        total = 0
+        sockno = self._sock.fileno()
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total, blocksize)
+                    if blocksize <= 0:
+                        break
+                try:
+                    sent = os.sendfile(sockno, fileno, offset, blocksize)
+                except BlockingIOError:
+                    self._wait_write()
+                    continue
+                except OSError as e:
+                    if total == 0 and e.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP):
+                        return self._sendfile_fallback(file, offset, count)
+                    raise
+                if sent == 0:
+                    break
+                offset += sent
+                total += sent
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    def _sendfile_fallback(self, file: Any, offset: int, count: int | None) -> int:
+        if offset and hasattr(file, "seek"):
+            file.seek(offset)
+        total = 0
+        blocksize = min(count, 65536) if count else 65536
+        while True:
+            if count:
+                blocksize = min(count - total, blocksize)
+                if blocksize <= 0:
+                    break
+            data = file.read(blocksize)
+            if not data:
+                break
+            self.sendall(data)
+            total += len(data)
+        return total
+
+    # Connections ------------------------------------------------------------
+    def accept(self) -> tuple[socket, Any]:
+        sock = self._sock
+        while True:
+            try:
+                fd, addr = sock._accept()  # type: ignore[attr-defined]
+                break
+            except BlockingIOError:
+                self._wait_read()
+        conn = _stdlib.socket(sock.family, sock.type, sock.proto, fileno=fd)
+        return type(self)(sock=conn), addr
+
+    def connect(self, address: Any) -> None:
+        err = self.connect_ex(address)
+        if err:
+            raise OSError(err, os.strerror(err))
+
+    def connect_ex(self, address: Any) -> int:
+        """Connect; return 0 or an errno (a timeout raises TimeoutError, as
+        in the stdlib)."""
+        if self._closed:
+            return errno.EBADF
+        address = _resolve_for(self._sock, address)
+        sock = self._sock
+        err = sock.connect_ex(address)
+        if err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, errno.EAGAIN):
+            if self._timeout == 0.0:
+                return err
+            self._wait(WRITE)
+            err = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+        return err
+
+    def bind(self, address: Any) -> None:
+        self._sock.bind(address)
+
+    def listen(self, backlog: int = 128) -> None:
+        self._sock.listen(backlog)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    # Closing ----------------------------------------------------------------
+    def _cancel_waiters(self) -> None:
+        hub = self._hub
+        for w in (self._rio, self._wio):
+            if w is not None:
+                if w.active:
+                    hub.cancel_wait(w, _closed_error())
+                w.close()
+        self._rio = self._wio = None
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
+    def close(self) -> None:
+        """Close the socket; greenlets blocked on it get OSError(EBADF) now."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._hub.loop._ptr is not None:
+            self._cancel_waiters()
+        if self._io_refs <= 0:
+            self._sock.close()
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._sock.close()
+
+    def detach(self) -> int:
+        """Release the fd without closing it (waiters are woken first)."""
+        self._closed = True
+        if self._hub.loop._ptr is not None:
+            self._cancel_waiters()
+        return self._sock.detach()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> socket:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A socket dropped without close(): release the watchers' hold on the loop.
+        try:
+            if not self._closed and self._hub.loop._ptr is not None:
+                for w in (self._rio, self._wio, self._timer):
+                    if w is not None and not w.active:
+                        w.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # Files ------------------------------------------------------------------
+    def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> Any:
+        """A file object over the socket, as stdlib socket.makefile."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = _stdlib.SocketIO(self, rawmode)  # type: ignore[arg-type]
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buffer: Any = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffer
+        text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    # Options and plain delegation --------------------------------------------
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if value < 0:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def setsockopt(self, *args: Any) -> None:
+        self._sock.setsockopt(*args)
+
+    def getsockopt(self, *args: Any) -> Any:
+        return self._sock.getsockopt(*args)
+
+    @property
+    def family(self) -> int:
+        return self._sock.family
+
+    @property
+    def type(self) -> int:
+        return self._sock.type
+
+    @property
+    def proto(self) -> int:
+        return self._sock.proto
+
+    @property
+    def raw(self) -> _stdlib.socket:
+        """The underlying non-blocking stdlib socket."""
+        return self._sock
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self._sock.fileno()}"
+        return f"<lichen.socket {state} family={self._sock.family!r} timeout={self._timeout}>"
+
+
+# Helpers ------------------------------------------------------------------------
+def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:
+    """A connected pair of cooperative sockets."""
+    if family is None:
+        a, b = _stdlib.socketpair(type=type, proto=proto)
+    else:
+        a, b = _stdlib.socketpair(family, type, proto)
+    return socket(sock=a), socket(sock=b)
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    return socket(sock=_stdlib.fromfd(fd, family, type, proto))
+
+
+def _is_numeric_host(host: Any) -> bool:
+    if host is None or host == "" or isinstance(host, int):
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    for fam in (_stdlib.AF_INET, _stdlib.AF_INET6):
+        try:
+            _stdlib.inet_pton(fam, host.split("%", 1)[0])
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> list[Any]:
+    """stdlib getaddrinfo that never blocks the loop: names are resolved in
+    a worker thread; numeric addresses are answered directly."""
+    if _is_numeric_host(host):
+        return _stdlib.getaddrinfo(host, port, family, type, proto, flags)
+    return get_threadpool().apply(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
+
+
+def gethostbyname(host: str) -> str:
+    if _is_numeric_host(host):
+        return _stdlib.gethostbyname(host)
+    return get_threadpool().apply(_stdlib.gethostbyname, host)
+
+
+def _resolve_for(sock: _stdlib.socket, address: Any) -> Any:
+    """Resolve a (host, port[, ...]) address without blocking the loop."""
+    if sock.family not in (_stdlib.AF_INET, _stdlib.AF_INET6) or not isinstance(address, tuple):
+        return address
+    host = address[0]
+    if _is_numeric_host(host):
+        return address
+    infos = getaddrinfo(host, address[1], sock.family, sock.type, sock.proto)
+    if not infos:
+        raise OSError(f"could not resolve {host!r}")
+    return infos[0][4]
+
+
+def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
+                      source_address: Any = None) -> socket:
+    """Connect to `address`, trying each resolved address in turn."""
+    host, port = address
+    errors: list[BaseException] = []
+    for family, type_, proto, _canon, sa in getaddrinfo(host, port, 0, SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket(family, type_, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sa)
+            return sock
+        except OSError as e:
+            errors.append(e)
+            if sock is not None:
+                sock.close()
+    if errors:
+        raise errors[0]
+    raise OSError(f"getaddrinfo returned no address for {host!r}")
+
+
+def create_server(address: Any, *, family: int = AF_INET, backlog: int | None = None,
+                  reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
+    """A listening cooperative socket, as stdlib socket.create_server."""
+    sock = _stdlib.create_server(address, family=family, backlog=backlog,
+                                 reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6)
+    return socket(sock=sock)
+

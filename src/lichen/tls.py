@@ -1,0 +1,137 @@
+# lichen.tls: TLS over lichen's cooperative socket.
+#
+# Strategy: the stdlib's ssl.SSLSocket does the TLS work over a non-blocking
+# socket; each operation is tried first and, on SSLWantReadError or
+# SSLWantWriteError, the greenlet waits for the direction OpenSSL asked for
+# (a read may need to write during renegotiation, and the other way round),
+# then retries. The handshake runs the same way, on connect/accept or lazily.
+from __future__ import annotations
+
+import socket as _stdlib
+import ssl
+from typing import Any, Callable
+
+from lichen.loop import READ, WRITE
+from lichen.socket import socket
+
+__all__ = ["SSLSocket", "wrap_socket"]
+
+
+class SSLSocket(socket):
+    """A cooperative TLS socket. Create it with `wrap_socket`."""
+
+    __slots__ = ("_handshake_done", "server_side", "context")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handshake_done = False
+        self.server_side = bool(getattr(self._sock, "server_side", False))
+        self.context = getattr(self._sock, "context", None)
+
+    def _retry(self, fn: Callable[..., Any], *args: Any) -> Any:
+        while True:
+            try:
+                return fn(*args)
+            except ssl.SSLWantReadError:
+                self._wait(READ)
+            except ssl.SSLWantWriteError:
+                self._wait(WRITE)
+            except BlockingIOError:
+                # Raw-socket EAGAIN outside OpenSSL (e.g. during unwrap).
+                self._wait(READ)
+
+    def do_handshake(self) -> None:
+        """Run the TLS handshake (once)."""
+        self._retry(self._sock.do_handshake)  # type: ignore[attr-defined]
+        self._handshake_done = True
+
+    def _ensure_handshake(self) -> None:
+        if not self._handshake_done:
+            self.do_handshake()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if flags:
+            raise ValueError("non-zero flags not allowed on a TLS socket")
+        self._ensure_handshake()
+        return self._retry(self._sock.recv, bufsize)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if flags:
+            raise ValueError("non-zero flags not allowed on a TLS socket")
+        self._ensure_handshake()
+        return self._retry(self._sock.recv_into, buffer, nbytes)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if flags:
+            raise ValueError("non-zero flags not allowed on a TLS socket")
+        self._ensure_handshake()
+        return self._retry(self._sock.send, data)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        view = memoryview(data).cast("B")
+        sent, total = 0, len(view)
+        while sent < total:
+            sent += self.send(view[sent:sent + 262144])
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        # The kernel cannot encrypt: always read and send.
+        return self._sendfile_fallback(file, offset, count)
+
+    def pending(self) -> int:
+        return self._sock.pending()  # type: ignore[attr-defined]
+
+    def unwrap(self) -> socket:
+        """Send the TLS close_notify and return the plain cooperative socket."""
+        raw = self._retry(self._sock.unwrap)  # type: ignore[attr-defined]
+        self._closed = True
+        self._cancel_waiters()
+        return socket(sock=raw)
+
+    def accept(self) -> tuple[socket, Any]:
+        conn, addr = socket.accept(self)  # a plain SSLSocket from the listener
+        return conn, addr
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._sock.getpeercert(binary_form)  # type: ignore[attr-defined]
+
+    def cipher(self) -> Any:
+        return self._sock.cipher()  # type: ignore[attr-defined]
+
+    def version(self) -> str | None:
+        return self._sock.version()  # type: ignore[attr-defined]
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._sock.selected_alpn_protocol()  # type: ignore[attr-defined]
+
+    @property
+    def server_hostname(self) -> str | None:
+        return self._sock.server_hostname  # type: ignore[attr-defined]
+
+
+def wrap_socket(sock: socket | _stdlib.socket, context: ssl.SSLContext, *, server_side: bool = False,
+                server_hostname: str | None = None, do_handshake_on_connect: bool = True) -> SSLSocket:
+    """Wrap a connected (or listening) socket in TLS.
+
+    With `do_handshake_on_connect` the handshake runs now for a connected
+    socket; otherwise on the first read or write, or an explicit
+    `do_handshake()`."""
+    timeout = None
+    if isinstance(sock, socket):
+        timeout = sock.gettimeout()
+        raw = sock.detach()
+        plain = _stdlib.socket(fileno=raw)
+    else:
+        plain = sock
+    plain.setblocking(False)
+    tls = context.wrap_socket(plain, server_side=server_side, server_hostname=server_hostname,
+                              do_handshake_on_connect=False)
+    out = SSLSocket(sock=tls)
+    out.settimeout(timeout)
+    connected = True
+    try:
+        tls.getpeername()
+    except OSError:
+        connected = False
+    if do_handshake_on_connect and connected:
+        out.do_handshake()
+    return out
