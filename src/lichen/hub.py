@@ -437,7 +437,7 @@ _NONE = object()
 class Greenlet(greenlet):
     """A spawned greenlet: a handle on a function running under the hub."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
         super().__init__(parent=hub.glet)
         self._hub = hub
@@ -449,6 +449,7 @@ class Greenlet(greenlet):
         self._links: list[Callable[[Greenlet], Any]] | None = None
         self._kill_pending: BaseException | None = None
         self._start_cb: Callback | None = None
+        self._later: Timer | None = None
         self._done = False
 
     def start(self) -> None:
@@ -462,12 +463,13 @@ class Greenlet(greenlet):
 
         def fire(_flags: int) -> None:
             timer.close()
-            if not self._done:
+            self._later = None
+            if not self._done and not self:
                 self.switch()
 
         timer.callback = fire
         timer.start(seconds, 0.0)
-        self._start_cb = Callback(timer.close, ())
+        self._later = timer
 
     def run(self) -> None:  # noqa: D401 - greenlet entry point
         try:
@@ -561,6 +563,9 @@ class Greenlet(greenlet):
             raise exc
         if not bool(self):  # not started yet: it dies as soon as it starts
             self._kill_pending = exc
+            if self._later is not None:
+                self._later.close()
+                self._later = None
             if self._start_cb is None or not self._start_cb.pending:
                 self._start_cb = self._hub.run_callback(self.switch)
         else:
@@ -573,14 +578,14 @@ class Greenlet(greenlet):
         return f"{self._describe()[:-1]} {state}>"
 
 
-def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
+def spawn(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Greenlet:
     """Run `fn(*args, **kwargs)` in a new greenlet; returns its handle."""
     g = Greenlet(fn, *args, **kwargs)
     g._start_cb = g._hub.run_callback(g.switch)
     return g
 
 
-def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
+def spawn_later(seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Greenlet:
     """Like spawn, after `seconds`."""
     g = Greenlet(fn, *args, **kwargs)
     g.start_later(seconds)
@@ -616,14 +621,24 @@ def wait(timeout: float | None = None) -> None:
     hub = get_hub()
     if getcurrent() is not hub.root:
         raise RuntimeError("wait() runs the hub until it is idle; call it from the main greenlet")
+    timer = None
+    if timeout is not None:
+        # Unref'd: the deadline alone must not keep an idle loop alive.
+        timer = Timer(hub.loop)
+        timer.unref()
+        timer.callback = lambda _flags: hub.root.switch(_WAIT_DONE)
+        timer.start(max(timeout, 0.0), 0.0)
     try:
-        if timeout is None:
-            hub.switch()
-        else:
-            with Timeout(timeout, False):
-                hub.switch()
+        while hub.switch() is not _WAIT_DONE:
+            pass  # a stray wake-up of the main greenlet: keep waiting
     except LoopExit:
         pass
+    finally:
+        if timer is not None:
+            timer.close()
+
+
+_WAIT_DONE = object()
 
 
 def call_soon_threadsafe(fn: Callable[..., Any], *args: Any, hub: Hub | None = None) -> None:

@@ -1,0 +1,31 @@
+# lichen.http: the HTTP/1.1 protocol layer, sans I/O.
+# Strategy: pure functions and small state machines over bytes.  Parsing is
+# done by httptools (llhttp) plus our own stricter checks (request.py); the
+# response side builds heads and frames bodies (response.py).  Nothing here
+# touches sockets, the event loop or greenlets, so it is testable on its own
+# and the connection code stays a thin loop around it.
+"""Sans-I/O HTTP/1.1 protocol layer for lichen."""
+from __future__ import annotations
+
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .request import END_OF_MESSAGE, EndOfMessage, Request, RequestParser
+from .response import (
+    CONTINUE_RESPONSE,
+    Framer,
+    build_head,
+    build_simple_response,
+)
+
+__all__ = [
+    "CONTINUE_RESPONSE",
+    "END_OF_MESSAGE",
+    "EndOfMessage",
+    "Framer",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "RequestParser",
+    "build_head",
+    "build_simple_response",
+]

@@ -1,0 +1,362 @@
+# HTTP/1.1 response heads and body framing, with no I/O.
+# Strategy: build_head() validates what the application gave (status line,
+# header names and values: nothing can be injected), drops hop-by-hop
+# headers, decides the framing (none / Content-Length / chunked /
+# close-delimited) and the final keep-alive, and returns the encoded head
+# plus a small Framer object that turns body writes into wire bytes.  Status
+# lines and header-name checks are cached, so a typical response costs one
+# str join, one encode and one regex scan over the header values.
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from .errors import LocalProtocolError
+
+__all__ = [
+    "CONTINUE_RESPONSE",
+    "Framer",
+    "build_head",
+    "build_simple_response",
+]
+
+#: Interim response sent before reading the body of an
+#: ``Expect: 100-continue`` request.
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# "200 OK": three digits (100-599), one space, a reason phrase that may be
+# empty but may not contain CR, LF or NUL (the only bytes that could end the
+# line early or confuse a peer).
+_STATUS_RE = re.compile(r"([1-5][0-9]{2}) ([^\r\n\x00]*)")
+# RFC 9110 5.6.2 token.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Forbidden in field values: one search over all values joined together.
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+_CACHE_MAX = 1024
+# status string -> (encoded status line, status code)
+_STATUS_CACHE: dict[str, tuple[bytes, int]] = {}
+# header name as given -> lower-cased name (only names that validated)
+_NAME_CACHE: dict[str, str] = {}
+
+# Names that need attention in build_head.  Hop-by-hop fields (RFC 9110
+# 7.6.1; PEP 3333 forbids applications to send them) are dropped: framing
+# and persistence are the server's business.  "Connection: close" from the
+# application is honoured before being replaced by our own Connection field.
+# Proxy-Authenticate / Proxy-Authorization are kept: a 407 answer from an
+# application needs the former and neither affects this hop's framing.
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te",
+                         "trailer", "transfer-encoding", "upgrade"))
+_SPECIAL = _HOP_BY_HOP | {"content-length", "date", "server"}
+
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_SERVER_LINES: dict[bytes, bytes] = {}
+
+
+# -- framers --------------------------------------------------------------
+
+
+class Framer:
+    """Turns the application's body writes into bytes for the wire.
+
+    ``frame(data)`` returns what to send for ``data``; ``end()`` returns what
+    to send once the body is finished (e.g. the last chunk).  After
+    ``end()``, ``complete`` says whether the body was framed correctly
+    (e.g. exactly Content-Length bytes) and ``must_close`` whether the
+    connection cannot be reused after this response.  Before ``end()``
+    they answer "if the response stopped here".
+    """
+
+    __slots__ = ()
+
+    def frame(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def complete(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def must_close(self) -> bool:
+        raise NotImplementedError
+
+
+class _NoBodyFramer(Framer):
+    """1xx / 204 / 304 / HEAD: body bytes are silently discarded."""
+
+    __slots__ = ()
+    complete = True  # type: ignore[assignment]
+    must_close = False  # type: ignore[assignment]
+
+    def frame(self, data: bytes) -> bytes:
+        return b""
+
+    def end(self) -> bytes:
+        return b""
+
+
+class _LengthFramer(Framer):
+    """Content-Length framing: bytes beyond the declared length are cut
+    (``overflowed`` records it); fewer bytes leave ``complete`` False."""
+
+    __slots__ = ("_remaining", "overflowed")
+
+    def __init__(self, length: int) -> None:
+        self._remaining = length
+        self.overflowed = False
+
+    def frame(self, data: bytes) -> bytes:
+        remaining = self._remaining
+        n = len(data)
+        if n <= remaining:
+            self._remaining = remaining - n
+            return data
+        # Never put more on the wire than announced: the excess would be
+        # read as the start of the next response.
+        self._remaining = 0
+        self.overflowed = True
+        return bytes(data[:remaining])
+
+    def end(self) -> bytes:
+        return b""
+
+    @property
+    def complete(self) -> bool:  # type: ignore[override]
+        return self._remaining == 0
+
+    @property
+    def must_close(self) -> bool:  # type: ignore[override]
+        return self._remaining != 0
+
+
+class _ChunkedFramer(Framer):
+    """Transfer-Encoding: chunked; an empty write produces nothing (an
+    empty chunk would be the end marker)."""
+
+    __slots__ = ("_ended",)
+
+    def __init__(self) -> None:
+        self._ended = False
+
+    def frame(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        if self._ended:
+            raise LocalProtocolError("body written after the end of response")
+        return b"%x\r\n%b\r\n" % (len(data), data)
+
+    def end(self) -> bytes:
+        if self._ended:
+            return b""
+        self._ended = True
+        return _LAST_CHUNK
+
+    @property
+    def complete(self) -> bool:  # type: ignore[override]
+        return self._ended
+
+    @property
+    def must_close(self) -> bool:  # type: ignore[override]
+        return not self._ended
+
+
+class _CloseFramer(Framer):
+    """HTTP/1.0 without a length: the body ends when the connection does."""
+
+    __slots__ = ()
+    complete = True  # type: ignore[assignment]
+    must_close = True  # type: ignore[assignment]
+
+    def frame(self, data: bytes) -> bytes:
+        return data
+
+    def end(self) -> bytes:
+        return b""
+
+
+_NO_BODY = _NoBodyFramer()
+_CLOSE_DELIMITED = _CloseFramer()
+
+
+# -- head building --------------------------------------------------------
+
+
+def _parse_status(status: str) -> tuple[bytes, int]:
+    if not isinstance(status, str):
+        raise LocalProtocolError(f"status must be str, not {type(status)}")
+    m = _STATUS_RE.fullmatch(status)
+    if m is None:
+        raise LocalProtocolError(f"invalid status line {status!r}")
+    try:
+        line = f"HTTP/1.1 {status}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(
+            f"status is not latin-1: {status!r}") from None
+    entry = (line, int(m.group(1)))
+    if len(_STATUS_CACHE) < _CACHE_MAX:
+        _STATUS_CACHE[status] = entry
+    return entry
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or _TOKEN_RE.fullmatch(name) is None:
+        raise LocalProtocolError(f"invalid header name {name!r}")
+    lname = name.lower()
+    if len(_NAME_CACHE) < _CACHE_MAX:
+        _NAME_CACHE[name] = lname
+    return lname
+
+
+def _parse_content_length(value: str) -> int:
+    v = value.strip(" \t")
+    if not (v.isascii() and v.isdigit()):
+        raise LocalProtocolError(f"invalid Content-Length {value!r}")
+    return int(v)
+
+
+def build_head(status: str, headers: list[tuple[str, str]], *,
+               http_version: str, method: str, keep_alive: bool,
+               date: bytes, server: bytes | None
+               ) -> tuple[bytes, Framer, bool]:
+    """Encode a response head and choose its body framing.
+
+    Args:
+        status: WSGI status string, e.g. ``"200 OK"``.
+        headers: WSGI header list (str names and values, latin-1).
+        http_version: version of the request (``"1.0"`` or ``"1.1"``); the
+            response always says ``HTTP/1.1``, as RFC 9110 2.5 allows.
+        method: request method (``"HEAD"`` responses carry no body).
+        keep_alive: whether the request allows reusing the connection.
+        date: pre-formatted IMF-fixdate (trusted, added unless the
+            application set Date).
+        server: Server field value (trusted) or None for none; the
+            application's own Server header wins.
+
+    Returns:
+        ``(head, framer, keep_alive)``: the bytes up to and including the
+        blank line, the :class:`Framer` for the body, and the final
+        keep-alive decision (False when the app asked for
+        ``Connection: close``, for an HTTP/1.0 body of unknown length, or
+        for a 1xx final status).
+
+    Raises:
+        LocalProtocolError: (500) invalid status, header name or value.
+    """
+    entry = _STATUS_CACHE.get(status)  # type: ignore[arg-type]
+    if entry is None:
+        entry = _parse_status(status)
+    status_line, code = entry
+    # 1xx, 204 and 304 never have a body (RFC 9112 6.3), nor does HEAD.
+    no_body = code < 200 or code == 204 or code == 304 or method == "HEAD"
+
+    lines: list[str] = []
+    values: list[str] = []
+    content_length: int | None = None
+    has_date = has_server = False
+    try:
+        for name, value in headers:
+            lname = _NAME_CACHE.get(name)
+            if lname is None:
+                lname = _check_name(name)
+            if lname in _SPECIAL:
+                if lname == "content-length":
+                    n = _parse_content_length(value)
+                    if content_length is not None:
+                        if n != content_length:
+                            raise LocalProtocolError(
+                                "conflicting Content-Length headers")
+                        continue  # identical duplicate: send it once
+                    content_length = n
+                    if code < 200 or code == 204:
+                        continue  # RFC 9110 8.6: MUST NOT send it there
+                elif lname == "date":
+                    has_date = True
+                elif lname == "server":
+                    has_server = True
+                else:
+                    if lname == "connection" and "close" in [
+                            t.strip(" \t").lower() for t in value.split(",")]:
+                        keep_alive = False
+                    continue  # hop-by-hop: dropped
+            values.append(value)
+            lines.append(f"{name}: {value}\r\n")
+        if _BAD_VALUE.search("".join(values)) is not None:
+            raise LocalProtocolError("CR, LF or NUL in a header value")
+        app_block = "".join(lines).encode("latin-1")
+    except LocalProtocolError:
+        raise
+    except UnicodeEncodeError:
+        raise LocalProtocolError("header is not latin-1 encodable") from None
+    except (TypeError, ValueError, AttributeError):
+        raise LocalProtocolError(
+            "headers must be a list of (str, str) tuples") from None
+
+    out = [status_line, app_block]
+    if no_body:
+        framer: Framer = _NO_BODY
+        if code < 200:
+            # A 1xx as the *final* answer leaves the client waiting for
+            # another response: do not reuse such a connection.
+            keep_alive = False
+    elif content_length is not None:
+        framer = _LengthFramer(content_length)
+    elif http_version == "1.0":
+        # HTTP/1.0 has no chunked coding: end the body by closing.
+        framer = _CLOSE_DELIMITED
+        keep_alive = False
+    else:
+        framer = _ChunkedFramer()
+        out.append(_CHUNKED_LINE)
+    if not has_date:
+        out.append(b"Date: %s\r\n" % date)
+    if server is not None and not has_server:
+        line = _SERVER_LINES.get(server)
+        if line is None:
+            line = _SERVER_LINES[server] = b"Server: %s\r\n" % server
+        out.append(line)
+    if http_version == "1.0":
+        if keep_alive:
+            out.append(_KEEP_ALIVE_LINE)
+    elif not keep_alive:
+        out.append(_CLOSE_LINE)
+    out.append(b"\r\n")
+    return b"".join(out), framer, keep_alive
+
+
+# -- canned responses -----------------------------------------------------
+
+_SIMPLE_HEAD = (b"HTTP/1.1 %d %s\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\n"
+                b"Date: %s\r\n")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def build_simple_response(status: int, message: str, *,
+                          keep_alive: bool = False, date: bytes) -> bytes:
+    """A complete short text/plain response, for error pages (400, 408,
+    413, 414, 417, 431, 500, 501, 505...).
+
+    The body is ``message`` (or the reason phrase when empty) plus a
+    newline; ``Connection: close`` is added unless ``keep_alive``.
+    """
+    if not 100 <= status <= 599:
+        raise ValueError(f"invalid status code {status}")
+    reason = _reason(status)
+    body = ((message or reason) + "\n").encode("utf-8", "replace")
+    head = _SIMPLE_HEAD % (status, reason.encode("ascii"), len(body), date)
+    if not keep_alive:
+        head += _CLOSE_LINE
+    return head + b"\r\n" + body

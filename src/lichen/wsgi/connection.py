@@ -1,0 +1,475 @@
+# lichen.wsgi.connection: one HTTP/1.1 connection — reading, keep-alive,
+# pipelining, timeouts, and the call of the WSGI application.
+#
+# Strategy: a connection holds a greenlet only while it has work. Between
+# requests it waits on its socket's read watcher alone; when bytes arrive the
+# hub hands it to a worker greenlet from the server's small free list, which
+# reads (system call first), parses with the I/O-free lichen.http parser, runs
+# the app and writes the response, then parks the connection again. Idle
+# expiry is a dict ordered by idle time that one server timer sweeps, so an
+# idle connection needs no timer of its own. Errors end as the right status
+# (400, 408, 413, 414, 417, 431, 500, 501, 505) and a log line, never as a
+# crashed server or a response passed off as complete.
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from typing import Any
+
+from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalProtocolError, RemoteProtocolError, Request,
+                         build_simple_response)
+from lichen.loop import READ, WRITE
+from lichen.wsgi.environ import connection_environ, request_environ
+from lichen.wsgi.input import Input
+from lichen.wsgi.response import FileWrapper, Response
+
+__all__ = ["Connection", "ClientGone"]
+
+log = logging.getLogger("lichen.error")
+RECV_SIZE = 65536
+
+
+class ClientGone(ConnectionError):
+    """The client closed the connection, reset it, or stopped reading or
+    sending for longer than a timeout. Not an application error."""
+
+
+class Connection:
+    """Server side of one client connection."""
+
+    __slots__ = ("server", "sock", "raw", "addr", "env", "parser", "busy", "closed", "tls", "worker",
+                 "requests", "_head_deadline", "_continue_sent", "_response", "__weakref__")
+
+    def __init__(self, server: Any, sock: Any, addr: Any, tls: bool = False) -> None:
+        self.server = server
+        self.sock = sock          # lichen.socket.socket (or lichen.tls.SSLSocket)
+        self.raw = sock.raw       # the non-blocking stdlib socket, for the hot path
+        self.addr = addr
+        self.env: dict | None = None
+        self.parser: Any = None
+        self.busy = True
+        self.closed = False
+        self.tls = tls
+        self.worker: Any = None
+        self.requests = 0
+        self._head_deadline: float | None = None
+        self._continue_sent = False
+        self._response: Response | None = None
+
+    # Idle and wake-up (these run in the hub) ---------------------------------
+    def go_idle(self) -> None:
+        """Park the connection: only its read watcher waits for the client."""
+        self.busy = False
+        self.worker = None
+        sock = self.sock
+        w = sock._rio
+        if w is None:
+            from lichen.loop import Io
+
+            w = sock._rio = Io(sock._hub.loop, self.raw.fileno(), READ)
+        w.callback = self._readable
+        w.start(READ)
+        self.server.idle[self] = self.server.now()
+
+    def _readable(self, _flags: int) -> None:
+        self.server.idle.pop(self, None)
+        self.busy = True
+        self.server.dispatch(self)
+
+    def close(self) -> None:
+        """Close now (any worker blocked on the socket gets an error)."""
+        if self.closed:
+            return
+        self.closed = True
+        srv = self.server
+        srv.idle.pop(self, None)
+        w = self.sock._rio
+        if w is not None and w.callback == self._readable:
+            w.stop()
+            w.callback = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.parser = None
+        srv.connection_closed(self)
+
+    # I/O with timeouts -----------------------------------------------------
+    def _recv(self, timeout: float | None) -> bytes:
+        """Bytes from the client (b"" at EOF); try first, wait on EAGAIN."""
+        if self.tls:
+            return self._recv_tls(timeout)
+        raw = self.raw
+        while True:
+            try:
+                return raw.recv(RECV_SIZE)
+            except BlockingIOError:
+                self.sock._wait(READ, timeout)
+            except (ConnectionResetError, ConnectionAbortedError):
+                return b""
+
+    def _recv_tls(self, timeout: float | None) -> bytes:
+        sock = self.sock
+        sock.settimeout(timeout)
+        try:
+            return sock.recv(RECV_SIZE)
+        except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError):
+            return b""
+        except ssl.SSLError as e:
+            raise ClientGone(f"TLS error: {e}") from e
+
+    def sendall(self, data: bytes) -> None:
+        """Send everything or raise ClientGone (reset, closed, write timeout)."""
+        raw = self.raw
+        if not self.tls:
+            try:
+                sent = raw.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as e:
+                raise ClientGone(f"send failed: {e}") from e
+            if sent == len(data):
+                return
+            self._send_rest(memoryview(data)[sent:])
+            return
+        sock = self.sock
+        sock.settimeout(self.server.settings.write_timeout)
+        try:
+            sock.sendall(data)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except (OSError, ssl.SSLError) as e:
+            raise ClientGone(f"send failed: {e}") from e
+
+    def _send_rest(self, view: memoryview) -> None:
+        raw = self.raw
+        deadline = time.monotonic() + self.server.settings.write_timeout
+        while view:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                self.sock._wait(WRITE, left)
+            except TimeoutError as e:
+                raise ClientGone("client stopped reading (write timeout)") from e
+            except OSError as e:
+                raise ClientGone(f"connection closed while writing: {e}") from e
+            try:
+                sent = raw.send(view)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise ClientGone(f"send failed: {e}") from e
+            view = view[sent:]
+
+    def _sendfile(self, fd: int, offset: int, count: int) -> int:
+        """os.sendfile on the plain socket; returns bytes sent."""
+        import os
+
+        sockfd = self.raw.fileno()
+        total = 0
+        deadline = time.monotonic() + self.server.settings.write_timeout
+        while total < count:
+            try:
+                n = os.sendfile(sockfd, fd, offset + total, count - total)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    self.sock._wait(WRITE, left)
+                except TimeoutError as e:
+                    raise ClientGone("client stopped reading (write timeout)") from e
+                deadline = time.monotonic() + self.server.settings.write_timeout
+                continue
+            except OSError as e:
+                raise ClientGone(f"sendfile failed: {e}") from e
+            if n == 0:
+                break
+            total += n
+        return total
+
+    # The request loop (runs in a worker greenlet) ----------------------------
+    def serve(self) -> None:
+        """Serve requests until the connection goes idle or closes."""
+        srv = self.server
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = srv.new_parser()
+        if self.tls and not self._handshake():
+            return
+        woke = True
+        while True:
+            try:
+                ev = parser.next_event()
+            except RemoteProtocolError as e:
+                self._reject(e)
+                return
+            if ev is None:
+                if not self._read_more(parser, woke):
+                    return
+                woke = False
+                continue
+            if type(ev) is Request:
+                self._head_deadline = None
+                keep = self.handle_request(ev)
+                self.requests += 1
+                if not keep or srv.stopping:
+                    self.close()
+                    return
+                woke = False
+                continue
+            if ev is END_OF_MESSAGE:
+                continue  # the end of a request without body
+            # A body chunk after the app returned cannot happen:
+            # handle_request drains the body. Treat as a bug, loudly.
+            log.error("unexpected parser event %r between requests from %s", ev, self.addr)
+            self.close()
+            return
+
+    def _read_more(self, parser: Any, woke: bool) -> bool:
+        """Get more bytes for the parser; False when the connection was
+        parked or closed instead."""
+        srv = self.server
+        if parser.idle:
+            if not woke:
+                self.go_idle()
+                return False
+            try:
+                data = self._try_recv()
+            except ClientGone:
+                self.close()
+                return False
+            if data is None:  # woken without data: park again
+                self.go_idle()
+                return False
+            if not data:
+                self.close()
+                return False
+            self._head_deadline = srv.now() + srv.settings.header_timeout
+        else:
+            deadline = self._head_deadline
+            if deadline is None:
+                deadline = self._head_deadline = srv.now() + srv.settings.header_timeout
+            try:
+                data = self._recv(max(deadline - srv.now(), 0.0))
+            except TimeoutError:
+                srv.log_error("closing %s: request header not complete within %.1f s (408)",
+                              _peer(self.addr), srv.settings.header_timeout, level=logging.INFO)
+                self._reply_error(408, "Request Timeout: the request header took too long")
+                return False
+            except (ClientGone, OSError):
+                self.close()
+                return False
+            if not data:
+                self.close()  # client gave up mid-request; nobody to answer
+                return False
+        try:
+            parser.feed(data)
+        except RemoteProtocolError as e:
+            self._reject(e)
+            return False
+        return True
+
+    def _try_recv(self) -> bytes | None:
+        """One non-blocking read: None if nothing is there yet."""
+        if self.tls:
+            try:
+                return self._recv_tls(0.0)
+            except (BlockingIOError, TimeoutError):
+                return None
+        try:
+            return self.raw.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except (ConnectionResetError, ConnectionAbortedError):
+            return b""
+        except OSError as e:
+            raise ClientGone(str(e)) from e
+
+    def _handshake(self) -> bool:
+        sock = self.sock
+        if sock._handshake_done:
+            return True
+        sock.settimeout(self.server.settings.header_timeout)
+        try:
+            sock.do_handshake()
+            return True
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            self.server.log_error("TLS handshake with %s failed: %s", _peer(self.addr), e, level=logging.INFO)
+            self.close()
+            return False
+
+    # Errors ------------------------------------------------------------------
+    def _reject(self, err: RemoteProtocolError) -> None:
+        """The client broke the protocol: answer with err's status, close."""
+        self.server.log_error("bad request from %s: %s (%d)", _peer(self.addr), err, err.status,
+                              level=logging.INFO)
+        self._reply_error(err.status, str(err))
+
+    def _reply_error(self, status: int, message: str) -> None:
+        resp = self._response
+        if resp is None or not resp.head_sent:
+            try:
+                self.sendall(build_simple_response(status, message, date=self.server.date()))
+            except ClientGone:
+                pass
+        self.close()
+
+    # One request -------------------------------------------------------------
+    def _next_body_chunk(self) -> bytes:
+        parser = self.parser
+        timeout = self.server.settings.body_timeout
+        while True:
+            ev = parser.next_event()
+            if type(ev) is bytes:
+                return ev
+            if ev is EndOfMessage or isinstance(ev, EndOfMessage):
+                return b""
+            if ev is not None:  # a next request's head: cannot happen before end of body
+                return b""
+            try:
+                data = self._recv(timeout)
+            except TimeoutError as e:
+                raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
+            if not data:
+                raise ClientGone("client closed the connection before the request body was complete")
+            parser.feed(data)
+
+    def _send_continue(self) -> None:
+        resp = self._response
+        if resp is not None and not resp.head_sent and not self._continue_sent:
+            self._continue_sent = True
+            self.sendall(CONTINUE_RESPONSE)
+
+    def handle_request(self, req: Request) -> bool:
+        """Run the app for `req` and write its response; returns whether the
+        connection may serve another request."""
+        srv = self.server
+        if self.env is None:
+            self.env = connection_environ(srv.base_environ, self.addr)
+        has_body = bool(req.chunked or req.content_length)
+        self._continue_sent = False
+        inp = Input(self._next_body_chunk, not has_body,
+                    self._send_continue if (req.expect_continue and has_body) else None)
+        env = request_environ(self.env, req, inp)
+        keep = req.keep_alive and srv.keepalive and not srv.stopping
+        resp = self._response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
+        resp.stopping = srv.is_stopping
+        started = time.time() if srv.access_enabled else 0.0
+        ok = self._run_app(env, resp)
+        self._response = None
+        if ok:
+            ok = self._finish_body(req, inp)
+        if srv.access_enabled:
+            srv.access(env, resp, time.time() - started)
+        return ok and resp.keep_alive and not resp.must_close
+
+    def _run_app(self, env: dict, resp: Response) -> bool:
+        srv = self.server
+        result = None
+        try:
+            result = srv.application(env, resp.start_response)
+            if type(result) is list and not resp.head_sent and resp.status is not None:
+                body = result[0] if len(result) == 1 else b"".join(result)
+                if not isinstance(body, bytes):
+                    body = bytes(body) if isinstance(body, (bytearray, memoryview)) else _not_bytes(body)
+                resp.send_all_at_once(body)
+            elif isinstance(result, FileWrapper) and not self.tls and result.fileno() is not None:
+                self._send_file(resp, result)
+            else:
+                for data in result:
+                    if data:
+                        resp.write(data)
+                resp.finish()
+            return True
+        except ClientGone as e:
+            log.debug("client %s went away: %s", _peer(self.addr), e)
+            return False
+        except RemoteProtocolError as e:
+            # The app read a body that broke the protocol (e.g. over max_body).
+            self._reject(e)
+            return False
+        except LocalProtocolError as e:
+            srv.log_error("invalid response from the application for %s %s: %s", env.get("REQUEST_METHOD"),
+                          env.get("RAW_URI"), e)
+            self._app_failed(resp)
+            return False
+        except Exception:
+            log.exception("error in the WSGI application for %s %s (client %s)", env.get("REQUEST_METHOD"),
+                          env.get("RAW_URI"), _peer(self.addr))
+            self._app_failed(resp)
+            return False
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("error in close() of the application's response iterable")
+                    resp.keep_alive = False
+
+    def _app_failed(self, resp: Response) -> None:
+        if not resp.head_sent:
+            resp.status_code = 500
+            self._reply_error(500, "Internal Server Error")
+        # After the head went out nothing can be repaired: closing tells the
+        # client the response is incomplete (no last chunk / short length).
+
+    def _send_file(self, resp: Response, wrapper: FileWrapper) -> None:
+        import os
+
+        fd = wrapper.fileno()
+        assert fd is not None
+        try:
+            pos = wrapper.filelike.tell()
+        except (AttributeError, OSError):
+            pos = 0
+        size = max(os.fstat(fd).st_size - pos, 0)
+        length = size
+        if resp.has_header("content-length"):
+            head = resp._head(None)
+            length = min(resp.framer.remaining if hasattr(resp.framer, "remaining") else size, size)
+        else:
+            head = resp._head(size)
+        self.sendall(head)
+        if resp._request.method == "HEAD" or not length:
+            resp.finish()
+            return
+        sent = self._sendfile(fd, pos, length)
+        resp.framer.frame_count(sent) if hasattr(resp.framer, "frame_count") else None
+        resp.bytes_sent += sent
+        if sent < length:
+            resp.keep_alive = False
+
+    def _finish_body(self, req: Request, inp: Input) -> bool:
+        """Drain what the app left unread so the next request parses; False
+        when the connection must close instead."""
+        if inp.finished or not (req.chunked or req.content_length):
+            return True
+        if req.expect_continue and not self._continue_sent:
+            return False  # the client is still waiting for 100; don't invite the body
+        cap = self.server.settings.max_discard
+        drained = 0
+        try:
+            while True:
+                chunk = inp.read1(65536)
+                if not chunk:
+                    return True
+                drained += len(chunk)
+                if drained > cap:
+                    return False
+        except (ClientGone, RemoteProtocolError, OSError):
+            return False
+
+
+def _not_bytes(body: Any) -> bytes:
+    raise TypeError(f"response body items must be bytes, not {type(body).__name__}")
+
+
+def _peer(addr: Any) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr) or "unix-socket peer"
+

@@ -1,0 +1,98 @@
+# lichen.wsgi.environ: the PEP 3333 environ of one request.
+#
+# Strategy: everything that is the same for every request of a server (wsgi.*,
+# SERVER_NAME/PORT, SCRIPT_NAME) is built once; each connection copies that
+# with its REMOTE_ADDR/PORT, and each request copies the connection's dict and
+# adds only what the request carries. Header names map to their HTTP_* keys
+# through a cache, since mangling costs more than parsing.
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+__all__ = ["base_environ", "connection_environ", "request_environ", "header_key"]
+
+_SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_KEYS: dict[bytes, str | None] = {}
+
+
+def header_key(name: bytes) -> str | None:
+    """The environ key of a lower-cased header name; None for names with
+    `_`, which are dropped so that `X-Foo_Bar` cannot pose as `X-Foo-Bar`
+    (a header spoofing trick against proxies that strip one spelling)."""
+    try:
+        return _KEYS[name]
+    except KeyError:
+        pass
+    if b"_" in name:
+        key = None
+    else:
+        key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    if len(_KEYS) < 4096:  # bounded: clients choose header names
+        _KEYS[name] = key
+    return key
+
+
+def base_environ(server_name: str, server_port: str, url_scheme: str, errors: Any, file_wrapper: Any,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SCRIPT_NAME": "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": file_wrapper,
+        "SERVER_SOFTWARE": "lichen",
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+def connection_environ(base: dict[str, Any], remote: Any) -> dict[str, Any]:
+    env = base.copy()
+    if isinstance(remote, tuple) and len(remote) >= 2:
+        env["REMOTE_ADDR"] = remote[0]
+        env["REMOTE_PORT"] = str(remote[1])
+    else:  # unix socket peers have no address
+        env["REMOTE_ADDR"] = ""
+        env["REMOTE_PORT"] = ""
+    return env
+
+
+def request_environ(conn_env: dict[str, Any], req: Any, wsgi_input: Any) -> dict[str, Any]:
+    """The environ for `req` (a lichen.http Request)."""
+    env = conn_env.copy()
+    env["REQUEST_METHOD"] = req.method
+    path = req.path
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    env["PATH_INFO"] = path.decode("latin-1")
+    env["QUERY_STRING"] = req.query.decode("latin-1")
+    uri = req.target.decode("latin-1")
+    env["RAW_URI"] = uri
+    env["REQUEST_URI"] = uri
+    env["SERVER_PROTOCOL"] = "HTTP/1.0" if req.http_version == "1.0" else "HTTP/1.1"
+    env["wsgi.input"] = wsgi_input
+    get = _KEYS.get
+    for name, value in req.headers:
+        key = get(name, 0)
+        if key == 0:
+            key = header_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in env and key.startswith("HTTP_"):
+            # Repeated fields are one comma-separated list; cookies use "; ".
+            text = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        env[key] = text
+    if req.host is not None:
+        # In absolute-form the target's authority replaces any Host header.
+        env["HTTP_HOST"] = req.host.decode("latin-1")
+    return env

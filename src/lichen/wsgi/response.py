@@ -1,0 +1,156 @@
+# lichen.wsgi.response: start_response, the write path, and wsgi.file_wrapper.
+#
+# Strategy: start_response only records status and headers; the head is
+# framed (lichen.http.response) when the first body bytes exist, so the head
+# and the start of the body leave in one send. A body given as a list or
+# tuple gets a Content-Length instead of chunked framing. FileWrapper bodies
+# on plain sockets go out with os.sendfile after the head.
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from lichen.http import build_head
+
+__all__ = ["FileWrapper", "Response", "ResponseStateError"]
+
+
+class ResponseStateError(RuntimeError):
+    """The app broke a start_response rule (PEP 3333)."""
+
+
+class FileWrapper:
+    """`wsgi.file_wrapper`: iterate a file in blocks; the server may send it
+    with os.sendfile instead."""
+
+    __slots__ = ("filelike", "blksize", "close")
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def fileno(self) -> int | None:
+        """The file's descriptor if it is a regular file, else None."""
+        try:
+            fd = self.filelike.fileno()
+            import stat
+
+            return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        except (AttributeError, OSError, ValueError):
+            return None
+
+
+class Response:
+    """Response state of one request; `start_response` is its method."""
+
+    __slots__ = ("status", "headers", "head_sent", "framer", "keep_alive", "_send", "_request",
+                 "_date", "_server", "bytes_sent", "stopping", "status_code", "head_bytes")
+
+    def __init__(self, send: Callable[[bytes], None], request: Any, keep_alive: bool,
+                 date: bytes, server: bytes | None) -> None:
+        self._send = send
+        self._request = request
+        self.keep_alive = keep_alive
+        self._date = date
+        self._server = server
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] | None = None
+        self.head_sent = False
+        self.framer: Any = None
+        self.bytes_sent = 0
+        self.status_code = 0
+        self.head_bytes = 0
+        self.stopping: Callable[[], bool] | None = None
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        """PEP 3333 start_response."""
+        if exc_info:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise ResponseStateError("start_response was already called (pass exc_info to replace the response)")
+        if not isinstance(status, str):
+            raise TypeError(f"status must be str, not {type(status).__name__}")
+        if not isinstance(headers, list):
+            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def _head(self, extra_length: int | None) -> bytes:
+        if self.status is None:
+            raise ResponseStateError("the application did not call start_response before sending a body")
+        headers = self.headers or []
+        if extra_length is not None:
+            headers = headers + [("Content-Length", str(extra_length))]
+        req = self._request
+        keep_alive = self.keep_alive and not (self.stopping is not None and self.stopping())
+        head, framer, keep = build_head(self.status, headers, http_version=req.http_version,
+                                        method=req.method, keep_alive=keep_alive,
+                                        date=self._date, server=self._server)
+        self.framer = framer
+        self.keep_alive = keep
+        self.head_sent = True
+        self.head_bytes = len(head)
+        try:
+            self.status_code = int(self.status[:3])
+        except ValueError:
+            self.status_code = 0
+        return head
+
+    def write(self, data: bytes) -> None:
+        """The write() callable that start_response returns (and the path
+        every body chunk takes)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"response body must be bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            head = self._head(None)
+            out = head + self.framer.frame(data) if data else head
+            self._send(out)
+            self.bytes_sent += len(data)
+            return
+        if data:
+            out = self.framer.frame(data)
+            if out:
+                self._send(out)
+            self.bytes_sent += len(data)
+
+    def send_all_at_once(self, body: bytes) -> None:
+        """The whole body is known: one send with a Content-Length."""
+        has_length = any(k.lower() == "content-length" for k, _ in (self.headers or ()))
+        head = self._head(None if has_length else len(body))
+        self._send(head + self.framer.frame(body) + self.framer.end() if body else head + self.framer.end())
+        self.bytes_sent += len(body)
+
+    def finish(self) -> None:
+        """End the body (last chunk); sends the head if nothing was written."""
+        if not self.head_sent:
+            self.send_all_at_once(b"")
+            return
+        tail = self.framer.end()
+        if tail:
+            self._send(tail)
+
+    def has_header(self, name: str) -> bool:
+        name = name.lower()
+        return any(k.lower() == name for k, _ in (self.headers or ()))
+
+    @property
+    def must_close(self) -> bool:
+        """The body's framing went wrong (too short or cut): close after."""
+        f = self.framer
+        return f is not None and (f.must_close or not f.complete)

@@ -1,0 +1,257 @@
+# lichen.wsgi.server: WSGIServer, the pywsgi-compatible entry point.
+#
+# Strategy: a StreamServer whose connections are lichen.wsgi.Connection
+# objects rather than greenlets. The server owns what connections share: the
+# app, settings, the prepared base environ, the cached Date header, the idle
+# map swept by one timer, and a free list of worker greenlets that the hub
+# hands a connection to when its bytes arrive.
+from __future__ import annotations
+
+import logging
+import socket as _stdlib
+import time
+from email.utils import formatdate
+from typing import Any, Callable
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from lichen import socket as lsocket
+from lichen.http import RequestParser
+from lichen.hub import get_hub
+from lichen.loop import Timer
+from lichen.server import StreamServer
+from lichen.sync import Event
+from lichen.wsgi.accesslog import AccessLog
+from lichen.wsgi.connection import Connection
+from lichen.wsgi.environ import base_environ
+from lichen.wsgi.response import FileWrapper
+
+__all__ = ["WSGIServer"]
+
+error_log = logging.getLogger("lichen.error")
+MAX_FREE_WORKERS = 128
+
+
+class _ErrorLog:
+    """`error_log=`: a logger, a file-like object, or None (silence)."""
+
+    def __init__(self, target: Any) -> None:
+        if target == "default":
+            target = error_log
+        self.logger = target if isinstance(target, logging.Logger) else None
+        self.stream = None if self.logger is not None else target
+
+    def log(self, msg: str, *args: Any, level: int = logging.ERROR) -> None:
+        if self.logger is not None:
+            self.logger.log(level, msg, *args)
+        elif self.stream is not None:
+            self.stream.write((msg % args if args else msg) + "\n")
+
+    def write(self, data: str) -> None:  # wsgi.errors
+        if self.logger is not None:
+            self.logger.error(data.rstrip("\n"))
+        elif self.stream is not None:
+            self.stream.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self.stream is not None and hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+
+class WSGIServer(StreamServer):
+    """Serve a WSGI application over HTTP/1.1 (and TLS).
+
+    >>> WSGIServer(('', 5000), app).serve_forever()
+
+    `log` is the access log ('default' = logger `lichen.access`, None = off,
+    a Logger, or a file-like object); `error_log` likewise (`lichen.error`).
+    `environ` adds keys to every request's environ. Settings (timeouts,
+    limits, formats) are keyword arguments; see `lichen.settings.Settings`."""
+
+    def __init__(self, listener: Any, application: Callable[..., Any], backlog: int | None = None,
+                 spawn: Any = "default", log: Any = "default", error_log: Any = "default",
+                 handler_class: type[Connection] | None = None, environ: dict[str, Any] | None = None,
+                 ssl_context: Any = None, certfile: str | None = None, keyfile: str | None = None,
+                 **settings: Any) -> None:
+        super().__init__(listener, backlog=backlog, spawn=spawn, ssl_context=ssl_context,
+                         certfile=certfile, keyfile=keyfile, **settings)
+        self.application = application
+        self.connection_class = handler_class or Connection
+        if not issubclass(self.connection_class, Connection):
+            raise TypeError("handler_class must subclass lichen.wsgi.Connection")
+        st = self.settings
+        self.keepalive = st.keepalive_timeout > 0
+        self.server_header_bytes = st.server_header.encode("latin-1") if st.server_header else None
+        self._access = AccessLog(log, st.access_log_format) if log is not None else None
+        self._errors = _ErrorLog(error_log)
+        self._extra_environ = dict(environ or {})
+        self.base_environ: dict[str, Any] = {}
+        self.idle: dict[Connection, float] = {}
+        self._free: list[greenlet] = []
+        self._hub = get_hub()
+        self._reaper: Timer | None = None
+        self._date_second = -1
+        self._date = b""
+        self._drained = Event()
+
+    # Shared per-request helpers -------------------------------------------
+    def new_parser(self) -> RequestParser:
+        st = self.settings
+        return RequestParser(max_request_line=st.max_request_line, max_header_bytes=st.max_header_bytes,
+                             max_header_count=st.max_header_count, max_body=st.max_body)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def date(self) -> bytes:
+        """The Date header value, formatted once per second."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True).encode("ascii")
+        return self._date
+
+    def is_stopping(self) -> bool:
+        return self.stopping
+
+    @property
+    def access_enabled(self) -> bool:
+        a = self._access
+        return a is not None and a.enabled
+
+    def access(self, env: dict, resp: Any, elapsed: float) -> None:
+        try:
+            self._access.log(env, resp, elapsed)  # type: ignore[union-attr]
+        except Exception:
+            error_log.exception("access log failed")
+
+    def log_error(self, msg: str, *args: Any, level: int = logging.ERROR) -> None:
+        self._errors.log(msg, *args, level=level)
+
+    # Lifecycle ----------------------------------------------------------------
+    def init_socket(self) -> None:
+        super().init_socket()
+        if self.base_environ:
+            return
+        addr = self.sockets[0].getsockname()
+        if isinstance(addr, tuple):
+            host, port = addr[0], str(addr[1])
+            if host in ("", "0.0.0.0", "::"):
+                host = _stdlib.gethostname()
+        else:
+            host, port = "localhost", ""
+        self.base_environ = base_environ(host, port, "https" if self.ssl_context else "http",
+                                         self._errors, FileWrapper, self._extra_environ)
+
+    def start(self) -> None:
+        if self.started:
+            return
+        super().start()
+        period = min(1.0, max(self.settings.keepalive_timeout / 4, 0.05))
+        self._reaper = Timer(self._hub.loop)
+        self._reaper.unref()  # the sweep alone must not keep the loop alive
+        self._reaper.callback = self._sweep_idle
+        self._reaper.start(period, period)
+
+    def _sweep_idle(self, _flags: int) -> None:
+        if not self.idle:
+            return
+        limit = self.now() - self.settings.keepalive_timeout
+        expired = []
+        for conn, since in self.idle.items():  # oldest first (insertion order)
+            if since > limit:
+                break
+            expired.append(conn)
+        for conn in expired:
+            conn.close()
+
+    def close_idle_and_drain(self, timeout: float) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
+        for conn in list(self.idle):
+            conn.close()
+        deadline = self.now() + timeout
+        while self.connections:
+            left = deadline - self.now()
+            if left <= 0:
+                break
+            self._drained.clear()
+            self._drained.wait(min(left, 0.1))
+            for conn in list(self.idle):  # finished their last request meanwhile
+                conn.close()
+        cur = getcurrent()
+        for conn in list(self.connections):
+            worker = conn.worker
+            conn.close()
+            if worker is not None and worker is not cur and not worker.dead:
+                self._hub.run_callback(_kill, worker)
+        free, self._free = self._free, []
+        for g in free:
+            self._hub.run_callback(g.switch, None)
+
+    # Connections --------------------------------------------------------------
+    def handle_connection(self, sock: _stdlib.socket, address: Any) -> None:
+        csock: Any = lsocket.socket(sock=sock)
+        tls = False
+        if self.ssl_context is not None:
+            from lichen.tls import wrap_socket
+
+            csock = wrap_socket(csock, self.ssl_context, server_side=True, do_handshake_on_connect=False)
+            tls = True
+        conn = self.connection_class(self, csock, address, tls)
+        self.connections.add(conn)
+        # Data usually follows the connect at once: read first, in a worker.
+        self._hub.run_callback(self.dispatch, conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        self._release_slot(conn)
+        if not self.connections:
+            self._drained.set()
+        elif self.stopping:
+            self._drained.set()
+
+    def dispatch(self, conn: Connection) -> None:
+        """Hand `conn` to a worker greenlet (called in the hub)."""
+        if conn.closed:
+            return
+        free = self._free
+        g = free.pop() if free else greenlet(self._worker, parent=self._hub.glet)
+        g.switch(conn)
+
+    def _worker(self, conn: Connection | None) -> None:
+        free = self._free
+        me = getcurrent()
+        hub_switch = self._hub.glet.switch
+        while conn is not None:
+            conn.worker = me
+            try:
+                conn.serve()
+            except GreenletExit:
+                conn.close()
+                return
+            except (KeyboardInterrupt, SystemExit):
+                conn.close()
+                raise
+            except BaseException:
+                error_log.exception("connection handler failed for %s", conn.addr)
+                conn.close()
+            if conn.worker is me:
+                conn.worker = None
+            conn = None
+            if len(free) >= MAX_FREE_WORKERS or self.closed or self.stopping:
+                return
+            free.append(me)
+            conn = hub_switch()
+
+
+def _kill(g: greenlet) -> None:
+    if not g.dead:
+        g.throw(GreenletExit)
+
+
+
