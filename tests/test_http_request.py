@@ -369,7 +369,7 @@ def test_endless_trailer_section_is_431():
 
 
 def test_small_chunks_over_many_feeds_are_not_a_stall():
-    p = RequestParser(max_request_line=20, max_header_bytes=20)
+    p = RequestParser(max_request_line=20, max_header_bytes=50)
     p.feed(head(b"Host: a", b"Transfer-Encoding: chunked", start=b"POST / HTTP/1.1"))
     for _ in range(100):
         p.feed(b"1\r\nx\r\n")
@@ -528,7 +528,8 @@ def test_invalid_request_head_is_not_delivered_as_event():
     p = RequestParser()
     with pytest.raises(RemoteProtocolError):
         p.feed(b"GET / HTTP/1.1\r\n\r\n")  # no Host
-    assert p._events == type(p._events)()
+    with pytest.raises(RemoteProtocolError):
+        p.next_event()
 
 
 def test_llhttp_reason_is_in_the_message():
@@ -900,12 +901,17 @@ def test_unsupported_major_version_is_505(version):
     assert status_of(head(b"Host: a", start=b"GET / HTTP/" + version)) == 505
 
 
+def test_http09_simple_request_is_505():
+    # llhttp parses "GET /" without a version as HTTP/0.9.
+    assert status_of(b"GET /\r\n\r\n") == 505
+
+
 def test_http2_preface_is_505():
     assert status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == 505
 
 
 @pytest.mark.parametrize("line", [b"GET / HTTP/1.10", b"GET / HTTP/11.1", b"GET / HTTX/1.1",
-                                  b"GET / HTTP/1", b"GET /"])
+                                  b"GET / HTTP/1", b"GET / HTTP/"])
 def test_malformed_version_is_400(line):
     assert status_of(head(b"Host: a", start=line)) == 400
 
@@ -1015,3 +1021,38 @@ def test_parser_is_idle_after_upgrade_request():
     assert p.idle is True
     p.feed(GET)
     assert len(drain(p)) == 4
+
+
+# -- split invariance -----------------------------------------------------
+
+SPLIT_MESSAGES = [
+    GET,
+    b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /ch HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+    b"POST /up HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n"
+    b"Content-Length: 4\r\n\r\nwxyz",
+    b"GET /upn HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"\r\n" + GET,
+]
+
+
+def test_random_splits_give_the_same_events_as_one_feed():
+    import random
+
+    rnd = random.Random(1234)
+    for _ in range(200):
+        seq = [rnd.choice(SPLIT_MESSAGES) for _ in range(rnd.randint(1, 5))]
+        data = b"".join(seq)
+        expected = summarize(parse(data))
+        assert expected.count("end") == len(seq)
+        p = RequestParser()
+        events = []
+        i = 0
+        while i < len(data):
+            j = i + rnd.randint(1, 12)
+            p.feed(data[i:j])
+            events += drain(p)
+            i = j
+        assert summarize(events) == expected
+        assert p.idle

@@ -79,7 +79,6 @@ _BODY = 2  # head delivered, waiting for the rest of the body
 # be another request on this connection" can never disagree with its own.
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding",
                       b"expect"))
-_TRAILING_WS = frozenset((b" ", b"\t"))
 
 # Transfer codings we accept before the final "chunked".  Anything else is
 # 501.  x-gzip / x-compress are the aliases RFC 9112 7.2 asks us to honour.
@@ -351,15 +350,17 @@ class RequestParser:
                 "chunk metadata or trailer section too large", 431))
 
     def _resume_after_upgrade(self, data: bytes, offset: int) -> None:
-        """llhttp stopped at an Upgrade / CONNECT request.
+        """llhttp stopped at an Upgrade request (CONNECT never gets here:
+        _on_headers_complete refuses it first).
 
         WSGI cannot switch protocols, so an Upgrade request is treated as
         an ordinary request.  httptools makes llhttp skip the body of such a
         request and report message-complete right after the head; if the
         request does declare a body we take back that EndOfMessage and feed
         llhttp a synthetic head with the same framing, so the real body
-        bytes that follow are parsed (and de-chunked) as usual.
-        httptools has already resumed llhttp, at the start of a message.
+        bytes that follow are parsed (and de-chunked) as usual.  Without a
+        body, httptools has already resumed llhttp at the start of the next
+        message (or in its closed state after "Connection: close").
         """
         req = self._current
         if req is not None and (req.chunked or req.content_length):
@@ -371,6 +372,9 @@ class RequestParser:
                      else _PRIME_LENGTH % req.content_length)
             if not req.keep_alive:
                 prime += b"Connection: close\r\n"
+            # A fresh llhttp: the resumed one may sit in its "closed" state
+            # (Connection: close) and would swallow the body.
+            self._hp = self._new_llhttp()
             self._priming = True
             try:
                 self._hp.feed_data(prime + b"\r\n")

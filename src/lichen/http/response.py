@@ -337,7 +337,21 @@ _SIMPLE_HEAD = (b"HTTP/1.1 %d %s\r\n"
                 b"Date: %s\r\n")
 
 
+# RFC 9110 phrases for the statuses the server produces itself; Python's
+# table still has the older "Request-URI Too Long" etc. on some versions.
+_REASONS = {
+    400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+    417: "Expectation Failed", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+
 def _reason(status: int) -> str:
+    reason = _REASONS.get(status)
+    if reason is not None:
+        return reason
     try:
         return HTTPStatus(status).phrase
     except ValueError:

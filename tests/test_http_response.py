@@ -1,0 +1,477 @@
+# Tests for lichen.http.response: head building, framing, canned responses.
+# Strategy: build heads for the (status, headers, request) combinations that
+# matter, parse the result back with a tiny helper, and check the header set,
+# the keep-alive decision and what the Framer puts on the wire.  One
+# behaviour per test.
+from __future__ import annotations
+
+import pytest
+
+from lichen.http import (
+    CONTINUE_RESPONSE,
+    Framer,
+    LocalProtocolError,
+    build_head,
+    build_simple_response,
+)
+
+DATE = b"Wed, 26 Nov 2025 06:00:00 GMT"
+
+
+def build(status="200 OK", headers=(), *, http_version="1.1", method="GET",
+          keep_alive=True, server=b"lichen"):
+    return build_head(status, list(headers), http_version=http_version,
+                      method=method, keep_alive=keep_alive, date=DATE,
+                      server=server)
+
+
+def split_head(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    assert raw.endswith(b"\r\n\r\n")
+    lines = raw[:-4].split(b"\r\n")
+    fields = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b": ")
+        fields.append((name, value))
+    return lines[0], fields
+
+
+def names(raw: bytes) -> list[bytes]:
+    return [n.lower() for n, _ in split_head(raw)[1]]
+
+
+def field(raw: bytes, name: bytes) -> bytes | None:
+    values = [v for n, v in split_head(raw)[1] if n.lower() == name]
+    assert len(values) <= 1
+    return values[0] if values else None
+
+
+# -- status line ----------------------------------------------------------
+
+
+def test_status_line_is_http11():
+    raw, _, _ = build("404 Not Found")
+    assert split_head(raw)[0] == b"HTTP/1.1 404 Not Found"
+
+
+def test_status_line_for_http10_request_is_http11():
+    raw, _, _ = build(http_version="1.0", headers=[("Content-Length", "0")])
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_empty_reason_phrase_is_allowed():
+    raw, _, _ = build("200 ")
+    assert raw.startswith(b"HTTP/1.1 200 \r\n")
+
+
+def test_latin1_reason_phrase_is_encoded():
+    raw, _, _ = build("200 Caf\u00e9")
+    assert raw.startswith(b"HTTP/1.1 200 Caf\xe9\r\n")
+
+
+@pytest.mark.parametrize("status", [
+    "200", "20 OK", "2000 OK", "abc OK", "600 Nope", "099 Low", " 200 OK",
+    "200\tOK", "200 OK\r\nX-Injected: 1", "200 O\nK", "200 O\rK", "200 O\x00K", "",
+])
+def test_invalid_status_raises_local_protocol_error(status):
+    with pytest.raises(LocalProtocolError) as info:
+        build(status)
+    assert info.value.status == 500
+
+
+def test_non_latin1_status_raises():
+    with pytest.raises(LocalProtocolError):
+        build("200 \u2603")
+
+
+def test_non_str_status_raises():
+    with pytest.raises(LocalProtocolError):
+        build(b"200 OK")  # type: ignore[arg-type]
+
+
+# -- header validation ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "X:Y", "", "X\r\nY", "X\nY", "Caf\u00e9",
+                                  "X\x00", "(x)", "a/b", "X\t"])
+def test_invalid_header_name_raises(name):
+    with pytest.raises(LocalProtocolError):
+        build(headers=[(name, "v")])
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb", "a\rb", "a\x00b"])
+def test_header_value_with_cr_lf_or_nul_raises(value):
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("X-Test", value)])
+
+
+def test_header_value_with_crlf_in_a_later_header_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("A", "ok"), ("B", "fine"), ("C", "bad\r\n")])
+
+
+def test_non_latin1_header_value_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("X-Test", "\u2603")])
+
+
+def test_non_str_header_value_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("X-Test", 5)])  # type: ignore[list-item]
+
+
+def test_non_str_header_name_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[(b"X-Test", "v")])  # type: ignore[list-item]
+
+
+def test_malformed_header_item_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("X-Test", "v", "extra")])  # type: ignore[list-item]
+
+
+def test_latin1_header_value_is_encoded():
+    raw, _, _ = build(headers=[("X-Name", "Caf\u00e9")])
+    assert b"X-Name: Caf\xe9\r\n" in raw
+
+
+def test_app_headers_keep_their_case_and_order():
+    raw, _, _ = build(headers=[("X-B", "2"), ("x-a", "1"), ("Set-Cookie", "a=1"),
+                               ("Set-Cookie", "b=2"), ("Content-Length", "0")])
+    assert split_head(raw)[1][:5] == [(b"X-B", b"2"), (b"x-a", b"1"), (b"Set-Cookie", b"a=1"),
+                                      (b"Set-Cookie", b"b=2"), (b"Content-Length", b"0")]
+
+
+def test_head_ends_with_blank_line():
+    raw, _, _ = build(headers=[("Content-Length", "0")])
+    assert raw.endswith(b"\r\n\r\n") and raw.count(b"\r\n\r\n") == 1
+
+
+# -- Date / Server --------------------------------------------------------
+
+
+def test_date_is_added():
+    raw, _, _ = build()
+    assert field(raw, b"date") == DATE
+
+
+def test_app_date_is_kept_and_not_duplicated():
+    raw, _, _ = build(headers=[("Date", "Thu, 01 Jan 1970 00:00:00 GMT")])
+    assert field(raw, b"date") == b"Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def test_server_is_added():
+    raw, _, _ = build()
+    assert field(raw, b"server") == b"lichen"
+
+
+def test_app_server_wins():
+    raw, _, _ = build(headers=[("Server", "myapp")])
+    assert field(raw, b"server") == b"myapp"
+
+
+def test_no_server_header_when_server_is_none():
+    raw, _, _ = build(server=None)
+    assert field(raw, b"server") is None
+
+
+# -- framing: Content-Length ----------------------------------------------
+
+
+def test_content_length_response_uses_length_framing():
+    raw, framer, keep_alive = build(headers=[("Content-Length", "5")])
+    assert field(raw, b"content-length") == b"5"
+    assert field(raw, b"transfer-encoding") is None
+    assert keep_alive is True
+    assert framer.frame(b"hel") == b"hel"
+    assert framer.frame(b"lo") == b"lo"
+    assert framer.end() == b""
+    assert framer.complete is True and framer.must_close is False
+
+
+def test_content_length_writes_beyond_length_are_cut():
+    _, framer, _ = build(headers=[("Content-Length", "5")])
+    assert framer.frame(b"hel") == b"hel"
+    assert framer.frame(b"lo world") == b"lo"
+    assert framer.frame(b"more") == b""
+    assert framer.end() == b""
+    assert framer.complete is True
+
+
+def test_content_length_short_body_is_incomplete_and_must_close():
+    _, framer, _ = build(headers=[("Content-Length", "5")])
+    framer.frame(b"hel")
+    framer.end()
+    assert framer.complete is False
+    assert framer.must_close is True
+
+
+def test_content_length_zero_is_complete_without_writes():
+    _, framer, _ = build(headers=[("Content-Length", "0")])
+    assert framer.end() == b""
+    assert framer.complete is True and framer.must_close is False
+
+
+def test_content_length_with_surrounding_spaces_is_accepted():
+    _, framer, _ = build(headers=[("Content-Length", " 3 ")])
+    framer.frame(b"abcdef")
+    assert framer.complete is True
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "", "0x10", "+3", "\u0663"])
+def test_invalid_content_length_from_app_raises(value):
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("Content-Length", value)])
+
+
+def test_conflicting_content_length_from_app_raises():
+    with pytest.raises(LocalProtocolError):
+        build(headers=[("Content-Length", "3"), ("Content-Length", "4")])
+
+
+def test_identical_content_length_from_app_is_sent_once():
+    raw, _, _ = build(headers=[("Content-Length", "3"), ("content-length", "3")])
+    assert names(raw).count(b"content-length") == 1
+
+
+# -- framing: chunked / close-delimited -----------------------------------
+
+
+def test_http11_without_content_length_is_chunked():
+    raw, framer, keep_alive = build()
+    assert field(raw, b"transfer-encoding") == b"chunked"
+    assert keep_alive is True
+    assert framer.frame(b"hello") == b"5\r\nhello\r\n"
+    assert framer.frame(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
+    assert framer.end() == b"0\r\n\r\n"
+    assert framer.complete is True and framer.must_close is False
+
+
+def test_chunked_empty_write_produces_nothing():
+    _, framer, _ = build()
+    assert framer.frame(b"") == b""
+
+
+def test_chunked_not_ended_is_incomplete():
+    _, framer, _ = build()
+    framer.frame(b"abc")
+    assert framer.complete is False and framer.must_close is True
+
+
+def test_chunked_end_twice_writes_last_chunk_once():
+    _, framer, _ = build()
+    assert framer.end() == b"0\r\n\r\n"
+    assert framer.end() == b""
+
+
+def test_chunked_write_after_end_raises():
+    _, framer, _ = build()
+    framer.end()
+    with pytest.raises(LocalProtocolError):
+        framer.frame(b"late")
+
+
+def test_http10_without_content_length_is_close_delimited():
+    raw, framer, keep_alive = build(http_version="1.0", keep_alive=True)
+    assert field(raw, b"transfer-encoding") is None
+    assert field(raw, b"content-length") is None
+    assert keep_alive is False
+    assert framer.frame(b"hello") == b"hello"
+    assert framer.end() == b""
+    assert framer.must_close is True
+
+
+def test_http10_is_never_chunked_even_if_app_asks():
+    raw, _, keep_alive = build(http_version="1.0", headers=[("Transfer-Encoding", "chunked")])
+    assert b"chunked" not in raw.lower()
+    assert keep_alive is False
+
+
+def test_app_transfer_encoding_is_replaced_by_our_framing():
+    raw, framer, _ = build(headers=[("Transfer-Encoding", "chunked")])
+    assert names(raw).count(b"transfer-encoding") == 1
+    assert framer.frame(b"ab") == b"2\r\nab\r\n"
+
+
+def test_app_transfer_encoding_with_content_length_uses_length():
+    raw, framer, _ = build(headers=[("Transfer-Encoding", "chunked"), ("Content-Length", "2")])
+    assert field(raw, b"transfer-encoding") is None
+    assert framer.frame(b"abc") == b"ab"
+
+
+# -- bodiless responses ---------------------------------------------------
+
+
+def test_head_response_discards_body_and_keeps_content_length():
+    raw, framer, keep_alive = build(method="HEAD", headers=[("Content-Length", "100")])
+    assert field(raw, b"content-length") == b"100"
+    assert field(raw, b"transfer-encoding") is None
+    assert framer.frame(b"x" * 100) == b""
+    assert framer.end() == b""
+    assert framer.complete is True and framer.must_close is False
+    assert keep_alive is True
+
+
+def test_head_response_without_content_length_adds_no_framing():
+    raw, _, keep_alive = build(method="HEAD")
+    assert field(raw, b"transfer-encoding") is None
+    assert field(raw, b"content-length") is None
+    assert keep_alive is True
+
+
+def test_head_response_to_http10_keep_alive_stays_alive():
+    raw, _, keep_alive = build(method="HEAD", http_version="1.0", keep_alive=True)
+    assert keep_alive is True
+    assert field(raw, b"connection") == b"keep-alive"
+
+
+def test_204_has_no_body_and_no_content_length():
+    raw, framer, keep_alive = build("204 No Content", headers=[("Content-Length", "0")])
+    assert field(raw, b"content-length") is None
+    assert field(raw, b"transfer-encoding") is None
+    assert framer.frame(b"oops") == b""
+    assert keep_alive is True
+
+
+def test_304_keeps_content_length_but_sends_no_body():
+    raw, framer, _ = build("304 Not Modified", headers=[("Content-Length", "42")])
+    assert field(raw, b"content-length") == b"42"
+    assert framer.frame(b"x" * 42) == b""
+    assert framer.complete is True
+
+
+def test_304_without_content_length_is_not_chunked():
+    raw, _, _ = build("304 Not Modified")
+    assert field(raw, b"transfer-encoding") is None
+
+
+def test_1xx_final_response_has_no_body_and_closes():
+    raw, framer, keep_alive = build("103 Early Hints")
+    assert framer.frame(b"x") == b""
+    assert keep_alive is False
+    assert field(raw, b"connection") == b"close"
+
+
+# -- keep-alive / Connection ----------------------------------------------
+
+
+def test_http11_keep_alive_adds_no_connection_header():
+    raw, _, keep_alive = build(headers=[("Content-Length", "0")])
+    assert keep_alive is True and field(raw, b"connection") is None
+
+
+def test_http11_not_keep_alive_adds_connection_close():
+    raw, framer, keep_alive = build(keep_alive=False, headers=[("Content-Length", "0")])
+    assert keep_alive is False
+    assert field(raw, b"connection") == b"close"
+
+
+def test_app_connection_close_disables_keep_alive():
+    raw, _, keep_alive = build(headers=[("Connection", "close"), ("Content-Length", "0")])
+    assert keep_alive is False
+    assert field(raw, b"connection") == b"close"
+
+
+def test_app_connection_close_among_tokens_disables_keep_alive():
+    _, _, keep_alive = build(headers=[("Connection", "foo, Close")])
+    assert keep_alive is False
+
+
+def test_app_connection_keep_alive_is_dropped():
+    raw, _, keep_alive = build(headers=[("Connection", "keep-alive"), ("Content-Length", "0")])
+    assert keep_alive is True
+    assert field(raw, b"connection") is None
+
+
+def test_app_connection_keep_alive_cannot_revive_a_closing_connection():
+    _, _, keep_alive = build(keep_alive=False, headers=[("Connection", "keep-alive")])
+    assert keep_alive is False
+
+
+@pytest.mark.parametrize("name", ["Keep-Alive", "Upgrade", "TE", "Trailer", "Proxy-Connection"])
+def test_hop_by_hop_header_from_app_is_dropped(name):
+    raw, _, _ = build(headers=[(name, "x"), ("Content-Length", "0")])
+    assert name.lower().encode() not in names(raw)
+
+
+def test_proxy_authenticate_is_kept():
+    raw, _, _ = build("407 Proxy Authentication Required",
+                      headers=[("Proxy-Authenticate", "Basic"), ("Content-Length", "0")])
+    assert field(raw, b"proxy-authenticate") == b"Basic"
+
+
+def test_http10_keep_alive_with_length_adds_keep_alive_header():
+    raw, _, keep_alive = build(http_version="1.0", keep_alive=True,
+                               headers=[("Content-Length", "3")])
+    assert keep_alive is True
+    assert field(raw, b"connection") == b"keep-alive"
+
+
+def test_http10_not_keep_alive_adds_no_connection_header():
+    raw, _, keep_alive = build(http_version="1.0", keep_alive=False,
+                               headers=[("Content-Length", "3")])
+    assert keep_alive is False
+    assert field(raw, b"connection") is None
+
+
+def test_http10_with_app_connection_close_does_not_keep_alive():
+    raw, _, keep_alive = build(http_version="1.0", keep_alive=True,
+                               headers=[("Content-Length", "3"), ("Connection", "close")])
+    assert keep_alive is False
+    assert field(raw, b"connection") is None
+
+
+def test_framer_is_a_framer():
+    for headers in ([], [("Content-Length", "1")]):
+        assert isinstance(build(headers=headers)[1], Framer)
+    assert isinstance(build(method="HEAD")[1], Framer)
+    assert isinstance(build(http_version="1.0")[1], Framer)
+
+
+# -- canned responses -----------------------------------------------------
+
+
+@pytest.mark.parametrize("status, reason", [
+    (400, b"Bad Request"), (408, b"Request Timeout"), (413, b"Content Too Large"),
+    (414, b"URI Too Long"), (417, b"Expectation Failed"),
+    (431, b"Request Header Fields Too Large"), (500, b"Internal Server Error"),
+    (501, b"Not Implemented"), (505, b"HTTP Version Not Supported"),
+])
+def test_simple_response_status_line_and_framing(status, reason):
+    raw = build_simple_response(status, "went wrong", date=DATE)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 %d %s" % (status, reason)
+    assert b"Content-Type: text/plain; charset=utf-8" in lines
+    assert b"Content-Length: %d" % len(body) in lines
+    assert b"Connection: close" in lines
+    assert b"Date: " + DATE in lines
+    assert body == b"went wrong\n"
+
+
+def test_simple_response_with_keep_alive_omits_connection_close():
+    raw = build_simple_response(404, "nope", keep_alive=True, date=DATE)
+    assert b"Connection:" not in raw
+
+
+def test_simple_response_with_empty_message_uses_reason():
+    raw = build_simple_response(400, "", date=DATE)
+    assert raw.endswith(b"\r\n\r\nBad Request\n")
+
+
+def test_simple_response_body_is_utf8():
+    raw = build_simple_response(400, "caf\u00e9", date=DATE)
+    assert raw.endswith("caf\u00e9\n".encode())
+    assert b"Content-Length: 6\r\n" in raw
+
+
+def test_simple_response_with_unknown_status_still_works():
+    assert build_simple_response(499, "x", date=DATE).startswith(b"HTTP/1.1 499 ")
+
+
+def test_simple_response_rejects_out_of_range_status():
+    with pytest.raises(ValueError):
+        build_simple_response(99, "x", date=DATE)
+
+
+def test_continue_response_constant():
+    assert CONTINUE_RESPONSE == b"HTTP/1.1 100 Continue\r\n\r\n"
