@@ -153,11 +153,13 @@ class Hub:
         `timer` lets a caller reuse one timer across waits (sockets do)."""
         cur = getcurrent()
         watcher.callback = cur.switch
+        watcher.waiter = cur
         watcher.start(events)
         if timeout is None:
             try:
                 return self.switch()
             finally:
+                watcher.waiter = None
                 if watcher.active:
                     watcher.stop()
         own = timer is None
@@ -168,6 +170,7 @@ class Hub:
         try:
             return self.switch()
         finally:
+            watcher.waiter = None
             if watcher.active:
                 watcher.stop()
             if own:
@@ -176,14 +179,14 @@ class Hub:
                 timer.stop()
 
     def cancel_wait(self, watcher: Io, exc: BaseException) -> None:
-        """Wake the greenlet waiting on `watcher` (if any) with `exc`."""
-        cb = watcher.callback
+        """Wake the greenlet blocked in `wait_io` on `watcher` (if any) with
+        `exc`. The throw is queued, and dropped if that wait ended some
+        other way first, so it can never hit a later, unrelated wait."""
+        g = watcher.waiter
         if watcher.active:
             watcher.stop()
-            g = getattr(cb, "__self__", None)
-            if g is not None and not g.dead:
-                self.run_callback(_throw_if_alive, g, exc)
-        watcher.callback = None
+        if g is not None and not g.dead:
+            self.run_callback(_throw_if_still_waiting, watcher, g, exc)
 
     def sleep(self, seconds: float) -> None:
         cur = getcurrent()
@@ -311,6 +314,11 @@ class Hub:
         self._close_signal_wakeup(restore=True)
         self._async.close()
         self.loop.destroy()
+
+
+def _throw_if_still_waiting(watcher: Io, g: greenlet, exc: BaseException) -> None:
+    if watcher.waiter is g and not g.dead:
+        g.throw(exc)
 
 
 def _throw_if_alive(g: greenlet, exc: BaseException) -> None:

@@ -215,13 +215,14 @@ class Io(Watcher):
     stopped, and `start` re-arms it (cheaply: no epoll_ctl when fd and events
     are unchanged)."""
 
-    __slots__ = ("fd", "events")
+    __slots__ = ("fd", "events", "waiter")
     _ctype = "ev_io *"
 
     def __init__(self, loop: Loop, fd: int, events: int = READ) -> None:
         super().__init__(loop, lib.evp_io_init)
         self.fd = fd
         self.events = events
+        self.waiter: Any = None  # the greenlet blocked on it, set by the hub
 
     def start(self, events: int | None = None) -> None:
         if events is not None:

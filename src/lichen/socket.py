@@ -68,8 +68,10 @@ class socket:
             timeout = self._timeout
             if timeout == 0.0:
                 raise BlockingIOError(errno.EAGAIN, "operation would block (non-blocking socket)")
-        if self._closed:
+        if self._closed and self._io_refs <= 0:
             raise _closed_error()
+        if self._hub.loop._ptr is None:
+            self._rebind_hub()
         if events == READ:
             w = self._rio
             if w is None:
@@ -88,6 +90,16 @@ class socket:
             timer = self._timer = Timer(self._hub.loop)
         if not self._hub.wait_io(w, events, timeout, timer):
             raise TimeoutError("timed out")
+
+    def _rebind_hub(self) -> None:
+        """The hub's loop is gone (this is a forked child, or its thread
+        ended): forget the old watchers and use this thread's hub."""
+        for w in (self._rio, self._wio, self._timer):
+            if w is not None:
+                w.close()  # no C call: the loop is destroyed
+        self._rio = self._wio = None
+        self._timer = None
+        self._hub = get_hub()
 
     def _wait_read(self) -> None:
         self._wait(READ)
@@ -235,7 +247,7 @@ class socket:
             except BlockingIOError:
                 self._wait_read()
         conn = _stdlib.socket(sock.family, sock.type, sock.proto, fileno=fd)
-        return type(self)(sock=conn), addr
+        return socket(sock=conn), addr
 
     def connect(self, address: Any) -> None:
         err = self.connect_ex(address)
@@ -280,20 +292,25 @@ class socket:
             self._timer = None
 
     def close(self) -> None:
-        """Close the socket; greenlets blocked on it get OSError(EBADF) now."""
+        """Close the socket; greenlets blocked on it get OSError(EBADF) now.
+        Files from makefile() keep the descriptor open until they close, as
+        with the stdlib."""
         if self._closed:
             return
         self._closed = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
         if self._hub.loop._ptr is not None:
             self._cancel_waiters()
-        if self._io_refs <= 0:
-            self._sock.close()
+        self._sock.close()
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
             self._io_refs -= 1
         if self._closed and self._io_refs <= 0:
-            self._sock.close()
+            self._real_close()
 
     def detach(self) -> int:
         """Release the fd without closing it (waiters are woken first)."""

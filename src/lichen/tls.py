@@ -88,8 +88,12 @@ class SSLSocket(socket):
         return socket(sock=raw)
 
     def accept(self) -> tuple[socket, Any]:
-        conn, addr = socket.accept(self)  # a plain SSLSocket from the listener
-        return conn, addr
+        """Accept a client of a wrapped listening socket: the connection is
+        wrapped with the listener's context; its handshake runs on first use
+        so a slow client never holds up accepting."""
+        conn, addr = socket.accept(self)
+        assert self.context is not None
+        return wrap_socket(conn, self.context, server_side=True, do_handshake_on_connect=False), addr
 
     def getpeercert(self, binary_form: bool = False) -> Any:
         return self._sock.getpeercert(binary_form)  # type: ignore[attr-defined]
