@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -58,7 +57,13 @@ def load_api(impl: str) -> SimpleNamespace:
         import gevent.socket as gsock
 
         def create_server(addr: Any) -> Any:
-            return gsock.create_server(addr)
+            # gevent.socket.create_server is the stdlib's own function and
+            # returns a *blocking* stdlib socket; build a gevent one instead.
+            s = gsock.socket(gsock.AF_INET, gsock.SOCK_STREAM)
+            s.setsockopt(gsock.SOL_SOCKET, gsock.SO_REUSEADDR, 1)
+            s.bind(addr)
+            s.listen(128)
+            return s
 
         return SimpleNamespace(
             spawn=gevent.spawn, joinall=gevent.joinall, sleep=gevent.sleep, wait_read=gsock.wait_read,
@@ -227,6 +232,8 @@ def run_worker(impl: str, bench: str, n: int) -> None:
 
 # --------------------------------------------------------------------------- parent side
 def version_of(dist: str) -> str:
+    import importlib.metadata  # parent only: keeps worker start-up light
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -304,7 +311,7 @@ def main() -> int:
     desc = ["", "Benchmarks:", ""] + [
         f"- {b}: {BENCHES[b][3]} (N={args.n or BENCHES[b][1 if QUICK else 0]})" for b in benches
     ]
-    report = "\n".join(header) + table + "\n" + "\n".join(desc) + "\n\nPer-repetition throughput:\n\n" + "\n".join(raw) + "\n"
+    report = "\n".join(header) + "\n" + table + "\n" + "\n".join(desc) + "\n\nPer-repetition throughput:\n\n" + "\n".join(raw) + "\n"
     print(table)
     if not args.no_save:
         outdir = os.path.join(HERE, "results")

@@ -58,6 +58,9 @@ log = logging.getLogger("lichen.hub")
 T = TypeVar("T")
 
 
+CALLBACK_BUDGET = 1000
+
+
 class LoopExit(Exception):
     """Raised in the main greenlet when it waits for something that can never
     happen: no greenlet is runnable and no watcher is active."""
@@ -99,6 +102,7 @@ class Hub:
         self._threadsafe: deque[tuple[Callable[..., Any], tuple]] = deque()
         self._recover = False
         self._refs = 0
+        self.io_pool: list[Io] = []  # stopped watchers reused by wait_read/wait_write
         self._async = self.loop.async_()
         self._async.callback = self._drain_threadsafe
         self._async.unref()
@@ -190,18 +194,23 @@ class Hub:
 
     def sleep(self, seconds: float) -> None:
         cur = getcurrent()
+        glet = self.glet
+        if cur is glet:
+            raise RuntimeError("a blocking call was made from inside the hub (in a callback); spawn a greenlet for it")
         if seconds <= 0:
-            cb = self.run_callback(cur.switch)
+            # Inlined run_callback/switch/cancel: sleep(0) is a hot path.
+            cb = Callback(cur.switch, ())
+            self._queue.append(cb)
             try:
-                self.switch()
+                glet.switch()
             finally:
-                cb.cancel()
+                cb.fn = None
             return
         timer = Timer(self.loop)
         timer.callback = cur.switch
         timer.start(seconds, 0.0)
         try:
-            self.switch()
+            glet.switch()
         finally:
             timer.close()
 
@@ -229,8 +238,11 @@ class Hub:
             self._recover = False
             self._dispatch(loop._ready_items(), watchers)
         while True:
-            n = len(queue)
-            while n:
+            # Callbacks queued by callbacks run in the same pass, up to a
+            # budget: polling after every short batch costs an epoll_wait
+            # each, while the budget keeps I/O from being starved.
+            n = CALLBACK_BUDGET
+            while queue and n:
                 n -= 1
                 cb = queue.popleft()
                 fn = cb.fn
@@ -743,12 +755,20 @@ def with_timeout(seconds: float, fn: Callable[..., T], *args: Any, timeout_value
 
 def _wait_fd(fd: int, events: int, timeout: float | None) -> None:
     hub = get_hub()
-    io = Io(hub.loop, fd, events)
+    pool = hub.io_pool
+    if pool:
+        io = pool.pop()
+        io.reset(fd, events)
+    else:
+        io = Io(hub.loop, fd, events)
     try:
         if not hub.wait_io(io, events, timeout):
             raise TimeoutError(f"timed out waiting for fd {fd}")
     finally:
-        io.close()
+        io.stop()
+        hub.loop.watchers.pop(io.token, None)
+        if len(pool) < 64:
+            pool.append(io)
 
 
 def wait_read(fd: int, timeout: float | None = None) -> None:

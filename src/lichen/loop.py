@@ -238,6 +238,18 @@ class Io(Watcher):
     def fired(self) -> None:
         self._stopping()
 
+    def reset(self, fd: int, events: int) -> None:
+        """Reuse a stopped watcher for another fd. It gets a new token, so an
+        event still queued under the old one can never reach its new user."""
+        self.stop()
+        self.loop.watchers.pop(self.token, None)
+        self.token = next(_tokens)
+        lib.evp_io_init(self._w, self.token)
+        self.fd = fd
+        self.events = events
+        self.callback = None
+        self.waiter = None
+
 
 class Timer(Watcher):
     """A timer; `start` refreshes libev's cached time before arming."""
