@@ -100,6 +100,7 @@ evp_ready *evp_ready_of(struct ev_loop *);
 int evp_run(struct ev_loop *, int);
 void evp_io_init(ev_io *, intptr_t);
 void evp_io_arm(struct ev_loop *, ev_io *, int, int);
+void evp_io_rebind(struct ev_loop *, ev_io *, intptr_t, int, int);
 void evp_timer_init(ev_timer *, intptr_t);
 void evp_timer_arm(struct ev_loop *, ev_timer *, double, double);
 void evp_timer_again(struct ev_loop *, ev_timer *, double);

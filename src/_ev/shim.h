@@ -85,6 +85,14 @@ static void evp_io_arm(struct ev_loop *l, ev_io *w, int fd, int events) {
     if (!ev_is_active(w)) ev_io_start(l, w);
 }
 
+/* Reuse a stopped watcher for a wait on any fd: a new token, and always
+ * ev_io_set, since the fd may be a new file under a reused number. */
+static void evp_io_rebind(struct ev_loop *l, ev_io *w, intptr_t token, int fd, int events) {
+    w->data = (void *)token;
+    ev_io_set(w, fd, events);
+    ev_io_start(l, w);
+}
+
 static void evp_timer_init(ev_timer *w, intptr_t token) {
     ev_timer_init(w, evp_timer_cb, 0., 0.);
     w->data = (void *)token;

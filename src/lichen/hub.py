@@ -266,7 +266,10 @@ class Hub:
         for item in items:
             w = get(item >> 3)
             if w is not None and w.active:
-                w.fired()
+                if w.oneshot:
+                    w.active = False
+                    if w._unref:
+                        w.loop.ref()  # balance the unref: libev stopped it
                 try:
                     w.callback(item & 7)
                 except (KeyboardInterrupt, SystemExit):
@@ -755,20 +758,32 @@ def with_timeout(seconds: float, fn: Callable[..., T], *args: Any, timeout_value
 
 def _wait_fd(fd: int, events: int, timeout: float | None) -> None:
     hub = get_hub()
+    cur = getcurrent()
+    if cur is hub.glet:
+        raise RuntimeError("a blocking call was made from inside the hub (in a callback); spawn a greenlet for it")
     pool = hub.io_pool
-    if pool:
-        io = pool.pop()
-        io.reset(fd, events)
-    else:
-        io = Io(hub.loop, fd, events)
+    io = pool.pop() if pool else Io(hub.loop, fd, events)
+    io.callback = cur.switch
+    io.rebind_start(fd, events)
+    timer = None
+    if timeout is not None:
+        timer = Timer(hub.loop)
+        timer.callback = cur.switch  # a timer event carries flags 0
+        timer.start(max(timeout, 0.0), 0.0)
+    io.waiter = cur
     try:
-        if not hub.wait_io(io, events, timeout):
-            raise TimeoutError(f"timed out waiting for fd {fd}")
+        flags = hub.glet.switch()
     finally:
-        io.stop()
+        io.waiter = None
+        if io.active:
+            io.stop()
         hub.loop.watchers.pop(io.token, None)
         if len(pool) < 64:
             pool.append(io)
+        if timer is not None:
+            timer.close()
+    if not flags:
+        raise TimeoutError(f"timed out waiting for fd {fd}")
 
 
 def wait_read(fd: int, timeout: float | None = None) -> None:

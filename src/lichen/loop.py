@@ -161,8 +161,11 @@ class Watcher:
     `fired()` to bring the flag (and the ref count) in line.
     """
 
-    __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "__weakref__")
+    __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "oneshot", "__weakref__")
     _ctype = ""
+    # oneshot: libev stops the watcher itself when it fires (io: our C
+    # callback does; timers without repeat: libev does). The drainer then
+    # only clears `active` (and re-refs an unref'd watcher), inline.
 
     def __init__(self, loop: Loop, init: Callable[[Any, int], None]) -> None:
         self.loop = loop
@@ -172,6 +175,7 @@ class Watcher:
         self.callback: Callable[[int], Any] | None = None
         self.active = False
         self._unref = False
+        self.oneshot = False
 
     def _started(self) -> None:
         self.active = True
@@ -220,6 +224,7 @@ class Io(Watcher):
 
     def __init__(self, loop: Loop, fd: int, events: int = READ) -> None:
         super().__init__(loop, lib.evp_io_init)
+        self.oneshot = True
         self.fd = fd
         self.events = events
         self.waiter: Any = None  # the greenlet blocked on it, set by the hub
@@ -238,17 +243,18 @@ class Io(Watcher):
     def fired(self) -> None:
         self._stopping()
 
-    def reset(self, fd: int, events: int) -> None:
-        """Reuse a stopped watcher for another fd. It gets a new token, so an
-        event still queued under the old one can never reach its new user."""
-        self.stop()
-        self.loop.watchers.pop(self.token, None)
-        self.token = next(_tokens)
-        lib.evp_io_init(self._w, self.token)
+    def rebind_start(self, fd: int, events: int) -> None:
+        """Reuse this stopped watcher for a wait on `fd` and start it. It
+        gets a new token, so an event still queued under the old one can
+        never reach its new user."""
+        watchers = self.loop.watchers
+        watchers.pop(self.token, None)
+        token = self.token = next(_tokens)
+        lib.evp_io_rebind(self.loop._ptr, self._w, token, fd, events)
         self.fd = fd
         self.events = events
-        self.callback = None
-        self.waiter = None
+        self.active = True
+        watchers[token] = self
 
 
 class Timer(Watcher):
@@ -267,6 +273,7 @@ class Timer(Watcher):
             self.after = after
         if repeat is not None:
             self.repeat = repeat
+        self.oneshot = not self.repeat
         lib.evp_timer_arm(self.loop._ptr, self._w, self.after, self.repeat)
         if not self.active:
             self._started()
@@ -276,6 +283,7 @@ class Timer(Watcher):
         cheap way to push back an idle timeout); a repeat of 0 stops it."""
         if repeat is not None:
             self.repeat = repeat
+        self.oneshot = not self.repeat
         lib.evp_timer_again(self.loop._ptr, self._w, self.repeat)
         if self.repeat:
             if not self.active:
