@@ -1,0 +1,328 @@
+# lichen.proxy: what a trusted reverse proxy tells us about the client.
+#
+# Strategy: pure functions over the environ and over bytes, no I/O. Proxy
+# headers (X-Forwarded-*, X-Real-IP, RFC 7239 Forwarded) are applied only
+# when the direct peer is in the allow list (unix-socket peers are trusted),
+# and are deleted from the environ otherwise, so an app never sees a spoofed
+# value. Headers that disagree about the client are a 400, not a guess. The
+# PROXY protocol (v1 text, v2 binary) is parsed from the first bytes of a
+# connection, with its own allow list.
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+__all__ = ["AllowList", "ProxyHeaders", "ProxyHeaderError", "ProxyProtocolError", "apply_proxy_headers",
+           "parse_proxy_protocol", "PROXY_V2_SIGNATURE"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ProxyHeaderError(ValueError):
+    """Proxy headers from a trusted peer are malformed or disagree (400)."""
+
+    status = 400
+
+
+class ProxyProtocolError(ValueError):
+    """A PROXY protocol header is malformed or missing (the connection is
+    closed without an answer: the peer is not speaking HTTP to us)."""
+
+
+class AllowList:
+    """IP addresses and networks of trusted proxies: "127.0.0.1,::1",
+    "10.0.0.0/8", or "*" for everyone (only when asked for explicitly)."""
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+        items = [s for s in items if s]
+        self.everyone = "*" in items
+        self.networks: list[_Network] = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"forwarded allow list: {item!r} is not an IP address or network") from None
+        self.spec = ",".join(items)
+
+    def __contains__(self, host: Any) -> bool:
+        """Whether a peer is trusted; '' (a unix-socket peer) always is."""
+        if not host:
+            return True
+        if self.everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+    def __repr__(self) -> str:
+        return f"AllowList({self.spec!r})"
+
+
+@dataclass(frozen=True)
+class ProxyHeaders:
+    """Which headers carry what; names are configurable (e.g. X-FHost)."""
+
+    allow: AllowList = field(default_factory=lambda: AllowList("127.0.0.1,::1"))
+    for_header: str = "X-Forwarded-For"
+    proto_header: str = "X-Forwarded-Proto"
+    host_header: str = "X-Forwarded-Host"
+    port_header: str = "X-Forwarded-Port"
+    prefix_header: str = "X-Forwarded-Prefix"
+    real_ip_header: str = "X-Real-IP"
+    forwarded: bool = True  # RFC 7239 `Forwarded`
+
+    def keys(self) -> dict[str, str]:
+        names = {"for": self.for_header, "proto": self.proto_header, "host": self.host_header,
+                 "port": self.port_header, "prefix": self.prefix_header, "real_ip": self.real_ip_header}
+        out = {role: "HTTP_" + name.upper().replace("-", "_") for role, name in names.items() if name}
+        if self.forwarded:
+            out["forwarded"] = "HTTP_FORWARDED"
+        return out
+
+
+def _strip_port(hop: str) -> tuple[str, str | None]:
+    """'1.2.3.4:80' / '[::1]:80' / '::1' / 'name' -> (host, port)."""
+    hop = hop.strip().strip('"')
+    if hop.startswith("["):
+        host, _, rest = hop[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    if hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+        return host, port
+    return hop, None
+
+
+def _valid_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_forwarded(value: str) -> list[dict[str, str]]:
+    """RFC 7239: comma-separated elements of `;`-separated pairs."""
+    elements = []
+    for element in _split_outside_quotes(value, ","):
+        pairs: dict[str, str] = {}
+        for pair in _split_outside_quotes(element, ";"):
+            if not pair.strip():
+                continue
+            name, sep, val = pair.partition("=")
+            if not sep:
+                raise ProxyHeaderError(f"malformed Forwarded header pair {pair.strip()!r}")
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] == '"':
+                val = val[1:-1].replace('\\"', '"')
+            pairs[name.strip().lower()] = val
+        elements.append(pairs)
+    return elements
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    parts, current, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def _client_from_hops(hops: list[str], allow: AllowList) -> tuple[str, str | None]:
+    """The right-most hop that is not a trusted proxy (the left-most if all
+    are trusted): everything left of it was written by the client."""
+    parsed = [_strip_port(h) for h in hops if h.strip()]
+    if not parsed:
+        raise ProxyHeaderError("empty forwarded-for list")
+    for host, port in reversed(parsed):
+        if host not in allow:
+            return host, port
+    return parsed[0]
+
+
+def _last(value: str) -> str:
+    """The value set by the nearest proxy in a comma-separated chain."""
+    return value.rsplit(",", 1)[-1].strip()
+
+
+def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
+    """Rewrite the environ from a trusted proxy's headers, or drop them.
+
+    Sets REMOTE_ADDR (and REMOTE_PORT when the hop carries a port),
+    wsgi.url_scheme, HTTP_HOST/SERVER_NAME/SERVER_PORT and SCRIPT_NAME.
+    Raises ProxyHeaderError (answer 400) when they are malformed or
+    disagree."""
+    keys = config.keys()
+    present = {role: environ[key] for role, key in keys.items() if key in environ}
+    if not present:
+        return
+    if environ.get("REMOTE_ADDR", "") not in config.allow:
+        for key in keys.values():
+            environ.pop(key, None)
+        return
+    client: tuple[str, str | None] | None = None
+    proto = host = None
+    if "forwarded" in present:
+        elements = _parse_forwarded(present["forwarded"])
+        hops = [e["for"] for e in elements if "for" in e]
+        if hops:
+            client = _client_from_hops(hops, config.allow)
+        last = elements[-1] if elements else {}
+        proto = last.get("proto")
+        host = last.get("host")
+    if "for" in present:
+        xff = _client_from_hops(present["for"].split(","), config.allow)
+        if client is not None and client[0] != xff[0]:
+            raise ProxyHeaderError(f"Forwarded for={client[0]!r} disagrees with {config.for_header} {xff[0]!r}")
+        client = xff
+    if "real_ip" in present:
+        real = _strip_port(present["real_ip"])[0]
+        if client is not None and client[0] != real:
+            raise ProxyHeaderError(f"{config.real_ip_header} {real!r} disagrees with the forwarded client "
+                                   f"{client[0]!r}")
+        client = client or (real, None)
+    if "proto" in present:
+        xproto = _last(present["proto"]).lower()
+        if proto is not None and proto.lower() != xproto:
+            raise ProxyHeaderError(f"Forwarded proto={proto!r} disagrees with {config.proto_header} {xproto!r}")
+        proto = xproto
+    if "host" in present:
+        xhost = _last(present["host"])
+        if host is not None and host != xhost:
+            raise ProxyHeaderError(f"Forwarded host={host!r} disagrees with {config.host_header} {xhost!r}")
+        host = xhost
+
+    if client is not None:
+        addr, port = client
+        if addr.lower() != "unknown" and not addr.startswith("_"):
+            if not _valid_ip(addr):
+                raise ProxyHeaderError(f"forwarded client address {addr!r} is not an IP address")
+            environ["REMOTE_ADDR"] = addr
+            environ["REMOTE_PORT"] = port if port and port.isdigit() else ""
+    if proto is not None:
+        if proto not in ("http", "https"):
+            raise ProxyHeaderError(f"forwarded proto {proto!r} is neither http nor https")
+        environ["wsgi.url_scheme"] = proto
+        if proto == "https":
+            environ["HTTPS"] = "on"
+        else:
+            environ.pop("HTTPS", None)
+    if host is not None:
+        if not host or any(c in host for c in " /\\@\r\n\t"):
+            raise ProxyHeaderError(f"forwarded host {host!r} is invalid")
+        environ["HTTP_HOST"] = host
+        name, hport = _strip_port(host)
+        environ["SERVER_NAME"] = name
+        if hport:
+            environ["SERVER_PORT"] = hport
+        elif proto is not None:
+            environ["SERVER_PORT"] = "443" if proto == "https" else "80"
+    if "port" in present:
+        xport = _last(present["port"])
+        if not xport.isdigit() or not 0 < int(xport) < 65536:
+            raise ProxyHeaderError(f"{config.port_header} {xport!r} is not a port")
+        environ["SERVER_PORT"] = xport
+        if host is not None and ":" not in host.rsplit("]", 1)[-1]:
+            default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
+            if xport != default:
+                environ["HTTP_HOST"] = f"{host}:{xport}"
+    if "prefix" in present:
+        prefix = _last(present["prefix"]).rstrip("/")
+        if prefix and not prefix.startswith("/"):
+            raise ProxyHeaderError(f"{config.prefix_header} {prefix!r} must start with /")
+        environ["SCRIPT_NAME"] = prefix + environ.get("SCRIPT_NAME", "")
+
+
+# PROXY protocol ------------------------------------------------------------------
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+_V1_MAX = 107
+
+
+def parse_proxy_protocol(data: bytes) -> tuple[int, Any, Any] | None:
+    """Parse a PROXY protocol header at the start of `data`.
+
+    Returns None if more bytes are needed, else (bytes consumed, source
+    address, destination address); the addresses are (host, port) tuples,
+    or None for a LOCAL/UNKNOWN connection (use the socket's own peer).
+    Raises ProxyProtocolError when `data` is not a valid header."""
+    if data[:12] == PROXY_V2_SIGNATURE[:len(data[:12])] and data[:1] == b"\r":
+        return _parse_v2(data)
+    if data[:6] == b"PROXY "[:len(data[:6])]:
+        return _parse_v1(data)
+    raise ProxyProtocolError("connection does not start with a PROXY protocol header")
+
+
+def _parse_v1(data: bytes) -> tuple[int, Any, Any] | None:
+    end = data.find(b"\r\n", 0, _V1_MAX + 1)
+    if end < 0:
+        if len(data) > _V1_MAX:
+            raise ProxyProtocolError("PROXY v1 header longer than 107 bytes")
+        return None
+    parts = data[:end].decode("ascii", "replace").split(" ")
+    if len(parts) >= 2 and parts[1] == "UNKNOWN":
+        return end + 2, None, None
+    if len(parts) != 6 or parts[0] != "PROXY" or parts[1] not in ("TCP4", "TCP6"):
+        raise ProxyProtocolError(f"malformed PROXY v1 header {data[:end]!r}")
+    _, fam, src, dst, sport, dport = parts
+    try:
+        for addr in (src, dst):
+            ip = ipaddress.ip_address(addr)
+            if (fam == "TCP4") != (ip.version == 4):
+                raise ValueError
+        ports = [int(p) for p in (sport, dport)]
+        if any(not 0 <= p <= 65535 or str(p) != s for p, s in zip(ports, (sport, dport))):
+            raise ValueError
+    except ValueError:
+        raise ProxyProtocolError(f"malformed PROXY v1 addresses {data[:end]!r}") from None
+    return end + 2, (src, ports[0]), (dst, ports[1])
+
+
+def _parse_v2(data: bytes) -> tuple[int, Any, Any] | None:
+    if len(data) < 16:
+        if not PROXY_V2_SIGNATURE.startswith(data[:12]):
+            raise ProxyProtocolError("bad PROXY v2 signature")
+        return None
+    if data[:12] != PROXY_V2_SIGNATURE:
+        raise ProxyProtocolError("bad PROXY v2 signature")
+    ver_cmd, fam, length = data[12], data[13], struct.unpack("!H", data[14:16])[0]
+    if ver_cmd >> 4 != 2:
+        raise ProxyProtocolError(f"unsupported PROXY protocol version {ver_cmd >> 4}")
+    total = 16 + length
+    if len(data) < total:
+        return None
+    cmd = ver_cmd & 0x0F
+    if cmd == 0:  # LOCAL: health check from the proxy itself
+        return total, None, None
+    if cmd != 1:
+        raise ProxyProtocolError(f"unknown PROXY v2 command {cmd}")
+    body = data[16:total]
+    family, proto = fam >> 4, fam & 0x0F
+    if proto not in (0, 1):  # UNSPEC or STREAM
+        raise ProxyProtocolError("PROXY v2 header for a datagram connection")
+    if family == 1 and len(body) >= 12:
+        src = str(ipaddress.IPv4Address(body[0:4]))
+        dst = str(ipaddress.IPv4Address(body[4:8]))
+        sport, dport = struct.unpack("!HH", body[8:12])
+        return total, (src, sport), (dst, dport)
+    if family == 2 and len(body) >= 36:
+        src = str(ipaddress.IPv6Address(body[0:16]))
+        dst = str(ipaddress.IPv6Address(body[16:32]))
+        sport, dport = struct.unpack("!HH", body[32:36])
+        return total, (src, sport), (dst, dport)
+    if family in (0, 3):  # UNSPEC or UNIX: no usable client address
+        return total, None, None
+    raise ProxyProtocolError("PROXY v2 address block too short for its family")
