@@ -1,0 +1,460 @@
+# lichen.arbiter: the prefork master process of the `lichen` command.
+#
+# Strategy: the master binds the listening sockets, forks the workers and then
+# only supervises: a plain select() on a signal self-pipe, no hub, no app.
+# Workers (lichen.worker) load the app after fork, so HUP reloads code by
+# starting a new generation and gracefully retiring the old one once the new
+# one is up: the shared listeners never close, so no request fails. Each
+# worker touches a heartbeat file from a hub timer; a worker whose loop stays
+# blocked longer than --timeout is killed and replaced. Signals follow
+# gunicorn: TERM graceful, INT/QUIT fast, HUP reload, USR1 reopen logs, USR2
+# re-exec a new master on the same sockets, TTIN/TTOU add/remove a worker.
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lichen.config import Config, load_config_file
+from lichen.server import make_listener, parse_address
+
+__all__ = ["Arbiter", "make_listeners", "WORKER_BOOT_ERROR", "WORKER_RELOAD"]
+
+log = logging.getLogger("lichen.error")
+
+WORKER_BOOT_ERROR = 4   # the app could not be loaded: the master gives up
+WORKER_RELOAD = 3       # a source file changed (--reload): respawn at once
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+            signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+
+
+def _bind_one(spec: str, cfg: Config, backlog: int) -> socket.socket:
+    if spec.startswith("fd://"):
+        try:
+            sock = socket.socket(fileno=int(spec[5:]))
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"lichen: --bind {spec}: not a usable socket fd ({e})") from None
+        sock.setblocking(False)
+        return sock
+    if spec.startswith("tcp:"):  # twistd's strports: tcp:PORT[:interface=ADDR]
+        parts = spec[4:].split(":")
+        host = ""
+        for extra in parts[1:]:
+            key, _, val = extra.partition("=")
+            if key == "interface":
+                host = val
+        spec_t: Any = (host, int(parts[0]))
+        return make_listener(spec_t, backlog, cfg.reuse_port)
+    family, addr = parse_address(spec)
+    if family == getattr(socket, "AF_UNIX", None) and cfg.umask is not None:
+        old = os.umask(cfg.umask)
+        try:
+            return make_listener(spec, backlog)
+        finally:
+            os.umask(old)
+    return make_listener(spec, backlog, cfg.reuse_port)
+
+
+def make_listeners(cfg: Config, backlog: int) -> list[socket.socket]:
+    """Listeners from systemd socket activation, from a parent master
+    (USR2), or bound from --bind."""
+    env = os.environ
+    if env.get("LISTEN_PID") == str(os.getpid()) and env.get("LISTEN_FDS"):
+        n = int(env["LISTEN_FDS"])
+        socks = [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
+        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            env.pop(key, None)
+    elif env.get("LICHEN_FDS"):
+        socks = [socket.socket(fileno=int(fd)) for fd in env.pop("LICHEN_FDS").split(",") if fd]
+    else:
+        socks = []
+        try:
+            for spec in cfg.binds:
+                socks.append(_bind_one(spec, cfg, backlog))
+        except OSError as e:
+            for s in socks:
+                s.close()
+            raise SystemExit(f"lichen: cannot listen on {spec}: {e.strerror or e}") from None
+    for s in socks:
+        s.setblocking(False)
+    return socks
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state, if it asked."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(message.encode())
+    except OSError as e:
+        log.warning("sd_notify to %s failed: %s", path, e)
+
+
+@dataclass
+class WorkerInfo:
+    pid: int
+    age: int
+    generation: int
+    heartbeat: Any  # tempfile the worker touches
+    born: float
+    booted: bool = False
+    retiring: bool = False
+
+
+class Arbiter:
+    """Supervise `cfg.workers` worker processes serving `cfg.app`."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.settings = cfg.settings()
+        self.workers: dict[int, WorkerInfo] = {}
+        self.sockets: list[socket.socket] = []
+        self.generation = 0
+        self.age = 0
+        self.target = cfg.workers
+        self._signals: list[int] = []
+        self._pipe: tuple[int, int] | None = None
+        self._fail_times: list[float] = []
+        self._stopping = False
+        self.exit_code = 0
+        self.reexec_pid = 0
+
+    # Setup ----------------------------------------------------------------
+    def run(self) -> int:
+        self.sockets = make_listeners(self.cfg, self.settings.backlog)
+        for sock in self.sockets:
+            addr = sock.getsockname()
+            where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
+            log.info("lichen master %d listening on %s", os.getpid(), where)
+        self._write_pidfile()
+        self._install_signals()
+        try:
+            self.spawn_missing()
+            sd_notify("READY=1\nSTATUS=serving")
+            self._loop()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _write_pidfile(self) -> None:
+        path = self.cfg.pidfile
+        if path:
+            with open(path, "w") as f:
+                f.write(f"{os.getpid()}\n")
+
+    def _install_signals(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        for sig in _SIGNALS:
+            signal.signal(sig, self._on_signal)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum != signal.SIGCHLD and len(self._signals) < 20:
+            self._signals.append(signum)
+
+    # The loop -------------------------------------------------------------
+    def _loop(self) -> None:
+        assert self._pipe is not None
+        while True:
+            try:
+                select.select([self._pipe[0]], [], [], 1.0)
+            except InterruptedError:
+                pass
+            try:
+                while os.read(self._pipe[0], 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            while self._signals:
+                sig = self._signals.pop(0)
+                if self._handle_signal(sig):
+                    return
+            self.reap()
+            if self._stopping:
+                return
+            self.check_heartbeats()
+            self.retire_old_generation()
+            self.spawn_missing()
+
+    def _handle_signal(self, sig: int) -> bool:
+        """Returns True when the master must stop."""
+        name = signal.Signals(sig).name
+        if sig == signal.SIGTERM:
+            log.info("SIGTERM: graceful stop (up to %.0f s)", self.cfg.graceful_timeout)
+            self.stop(graceful=True)
+            return True
+        if sig in (signal.SIGINT, signal.SIGQUIT):
+            log.info("%s: fast stop", name)
+            self.stop(graceful=False)
+            return True
+        if sig == signal.SIGHUP:
+            self.reload()
+        elif sig == signal.SIGUSR1:
+            log.info("SIGUSR1: reopening log files")
+            reopen_log_files()
+            self._kill_all(signal.SIGUSR1)
+        elif sig == signal.SIGUSR2:
+            self.reexec()
+        elif sig == signal.SIGTTIN:
+            self.target += 1
+            log.info("SIGTTIN: workers -> %d", self.target)
+        elif sig == signal.SIGTTOU:
+            if self.target > 1:
+                self.target -= 1
+                log.info("SIGTTOU: workers -> %d", self.target)
+                self._retire_extra()
+        return False
+
+    # Workers --------------------------------------------------------------
+    def spawn_missing(self) -> None:
+        current = [w for w in self.workers.values() if w.generation == self.generation and not w.retiring]
+        missing = self.target - len(current)
+        if missing <= 0:
+            return
+        now = time.monotonic()
+        self._fail_times = [t for t in self._fail_times if now - t < 10]
+        if len(self._fail_times) >= 5:
+            # Workers keep dying young: back off instead of fork-looping.
+            if now - self._fail_times[-1] < min(2 ** (len(self._fail_times) - 5), 30):
+                return
+        for _ in range(missing):
+            self.spawn_worker()
+
+    def spawn_worker(self) -> None:
+        self.age += 1
+        hb = tempfile.TemporaryFile(prefix="lichen-hb-")
+        max_requests = self.cfg.max_requests
+        if max_requests and self.cfg.max_requests_jitter:
+            max_requests += random.randint(0, self.cfg.max_requests_jitter)
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = WorkerInfo(pid, self.age, self.generation, hb, time.monotonic())
+            return
+        # Child: never return into the master's code.
+        code = 1
+        try:
+            from lichen.worker import run_worker
+
+            for sig in _SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            assert self._pipe is not None
+            for fd in self._pipe:
+                os.close(fd)
+            code = run_worker(self.cfg, self.sockets, hb, self.age, max_requests)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            log.exception("worker %d crashed", os.getpid())
+        finally:
+            _flush_logs()
+            os._exit(code)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            if pid == self.reexec_pid:
+                self.reexec_pid = 0
+                continue
+            info = self.workers.pop(pid, None)
+            if info is None:
+                continue
+            info.heartbeat.close()
+            code = os.waitstatus_to_exitcode(status)
+            if code == WORKER_BOOT_ERROR and not self._stopping:
+                log.error("worker %d could not load the application; stopping", pid)
+                self.exit_code = 1
+                self.stop(graceful=False)
+                return
+            if code == WORKER_RELOAD:
+                log.info("worker %d exited to reload changed code", pid)
+                continue
+            if info.retiring or self._stopping:
+                continue
+            if code != 0:
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                log.error("worker %d died (%s); starting a new one", pid, how)
+                self._fail_times.append(time.monotonic())
+            else:
+                log.info("worker %d exited; starting a new one", pid)
+
+    def check_heartbeats(self) -> None:
+        timeout = self.cfg.timeout
+        now = time.time()
+        for info in list(self.workers.values()):
+            try:
+                mtime = os.fstat(info.heartbeat.fileno()).st_mtime
+            except (OSError, ValueError):
+                continue
+            if not info.booted and _touched(info):
+                info.booted = True
+            if not timeout or not info.booted:
+                continue
+            if now - mtime > timeout:
+                log.error("worker %d: event loop blocked for more than %.0f s; killing it", info.pid, timeout)
+                self._kill(info.pid, signal.SIGKILL)
+                info.retiring = False  # replace it
+
+    def retire_old_generation(self) -> None:
+        new = [w for w in self.workers.values() if w.generation == self.generation]
+        old = [w for w in self.workers.values() if w.generation < self.generation and not w.retiring]
+        if not old:
+            return
+        if all(w.booted for w in new) and len(new) >= self.target:
+            for w in old:
+                w.retiring = True
+                self._kill(w.pid, signal.SIGTERM)
+
+    def _retire_extra(self) -> None:
+        current = sorted((w for w in self.workers.values() if w.generation == self.generation and not w.retiring),
+                         key=lambda w: w.age)
+        for w in current[:max(len(current) - self.target, 0)]:
+            w.retiring = True
+            self._kill(w.pid, signal.SIGTERM)
+
+    def reload(self) -> None:
+        log.info("SIGHUP: reloading (new workers first, then the old ones retire)")
+        if self.cfg.config_file:
+            try:
+                self.cfg.values.update(load_config_file(self.cfg.config_file))
+                self.target = self.cfg.workers
+            except Exception as e:
+                log.error("config reload failed, keeping the old configuration: %s", e)
+        self.generation += 1
+        self.spawn_missing()
+
+    def reexec(self) -> None:
+        """USR2: start a new master from the current code on our sockets."""
+        if self.reexec_pid:
+            log.warning("SIGUSR2 ignored: a new master (%d) is already running", self.reexec_pid)
+            return
+        fds = []
+        for s in self.sockets:
+            os.set_inheritable(s.fileno(), True)
+            fds.append(str(s.fileno()))
+        pid = os.fork()
+        if pid == 0:
+            env = dict(os.environ, LICHEN_FDS=",".join(fds))
+            env.pop("LISTEN_FDS", None)
+            try:
+                os.execvpe(sys.executable, [sys.executable, "-m", "lichen"] + sys.argv[1:], env)
+            finally:
+                os._exit(1)
+        self.reexec_pid = pid
+        if self.cfg.pidfile:
+            try:
+                os.rename(self.cfg.pidfile, self.cfg.pidfile + ".oldbin")
+            except OSError:
+                pass
+        log.info("SIGUSR2: started new master %d; send this master (%d) TERM when it is up", pid, os.getpid())
+
+    # Stopping -------------------------------------------------------------
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            self._kill(pid, sig)
+
+    def stop(self, graceful: bool) -> None:
+        self._stopping = True
+        for s in self.sockets:  # no new connections reach any worker's backlog
+            try:
+                s.close()
+            except OSError:
+                pass
+        self._kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
+        limit = time.monotonic() + (self.cfg.graceful_timeout + 2 if graceful else 2.0)
+        while self.workers and time.monotonic() < limit:
+            self.reap()
+            time.sleep(0.05)
+        if self.workers:
+            log.warning("killing %d worker(s) still running after the grace period", len(self.workers))
+            self._kill_all(signal.SIGKILL)
+            while self.workers:
+                try:
+                    pid, _ = os.waitpid(-1, 0)
+                except ChildProcessError:
+                    break
+                info = self.workers.pop(pid, None)
+                if info is not None:
+                    info.heartbeat.close()
+
+    def _cleanup(self) -> None:
+        signal.set_wakeup_fd(-1)
+        if self._pipe:
+            for fd in self._pipe:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for s in self.sockets:
+            try:
+                addr = s.getsockname()
+                s.close()
+                if isinstance(addr, str) and addr and os.path.exists(addr) and not os.environ.get("LICHEN_FDS"):
+                    os.unlink(addr)
+            except OSError:
+                pass
+        if self.cfg.pidfile:
+            try:
+                with open(self.cfg.pidfile) as f:
+                    if f.read().strip() == str(os.getpid()):
+                        os.unlink(self.cfg.pidfile)
+            except OSError:
+                pass
+
+
+def _touched(info: WorkerInfo) -> bool:
+    """A worker marks itself booted by writing one byte to its heartbeat."""
+    try:
+        return os.fstat(info.heartbeat.fileno()).st_size > 0
+    except OSError:
+        return False
+
+
+def reopen_log_files() -> None:
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]:
+        for h in logger.handlers:
+            if isinstance(h, logging.FileHandler):
+                h.acquire()
+                try:
+                    if h.stream:
+                        h.stream.close()
+                    h.stream = h._open()
+                finally:
+                    h.release()
+
+
+def _flush_logs() -> None:
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]:
+        for h in logger.handlers:
+            try:
+                h.flush()
+            except Exception:
+                pass
+
