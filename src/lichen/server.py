@@ -226,12 +226,15 @@ class StreamServer:
         for g in self._acceptors:
             g.kill(block=False)
         self._acceptors = []
+        paths = [sock.getsockname() if sock.family == getattr(_stdlib, "AF_UNIX", None) else None
+                 for sock in self.sockets]
         for lsock in self._lsocks:
-            lsock.detach()  # wakes the acceptor; the stdlib socket is closed below
+            # Stops its watchers (waking the acceptor) before the fd closes.
+            # Not detach(): that would leave the stdlib socket without its fd,
+            # so the close below would leak a still-listening descriptor.
+            lsock.close()
         self._lsocks = []
-        for sock, spec in zip(self.sockets, self._listener_specs):
-            family = sock.family
-            path = sock.getsockname() if family == getattr(_stdlib, "AF_UNIX", None) else None
+        for sock, spec, path in zip(self.sockets, self._listener_specs, paths):
             sock.close()
             if path and isinstance(spec, str) and spec.startswith("unix:"):
                 try:

@@ -261,6 +261,15 @@ class RequestParser:
                 "connection closed in the middle of a request", 400))
 
     @property
+    def reusable(self) -> bool:
+        """True when the parser may go on with another connection: between
+        messages, nothing queued, no error, and the last message allowed a
+        next one (llhttp stays closed after ``Connection: close``)."""
+        cur = self._current
+        return (self._state == _IDLE and not self._events and self._error is None
+                and (cur is None or cur.keep_alive))
+
+    @property
     def idle(self) -> bool:
         """True when no partial message is buffered (between messages).
 
@@ -388,6 +397,7 @@ class RequestParser:
 
     def _on_message_begin(self) -> None:
         self._state = _HEAD
+        self._stall = 0
         self._url = b""
         self._headers = []
         self._hbytes = 0

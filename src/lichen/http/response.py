@@ -86,6 +86,20 @@ class Framer:
     def must_close(self) -> bool:
         raise NotImplementedError
 
+    # Bodies sent around frame() (os.sendfile): only framings that put body
+    # bytes on the wire unchanged allow it.
+    @property
+    def remaining(self) -> int | None:
+        """How many more body bytes may go on the wire unframed: None for
+        no limit; raises LocalProtocolError if the framing transforms them
+        (chunked), so the caller must use frame() instead."""
+        raise LocalProtocolError(f"{type(self).__name__} cannot pass raw body bytes through")
+
+    def advance(self, n: int) -> None:
+        """Account for ``n`` body bytes the caller sent itself, unframed
+        (at most ``remaining``)."""
+        raise LocalProtocolError(f"{type(self).__name__} cannot pass raw body bytes through")
+
 
 class _NoBodyFramer(Framer):
     """1xx / 204 / 304 / HEAD: body bytes are silently discarded."""
@@ -93,12 +107,17 @@ class _NoBodyFramer(Framer):
     __slots__ = ()
     complete = True  # type: ignore[assignment]
     must_close = False  # type: ignore[assignment]
+    remaining = 0  # type: ignore[assignment]
 
     def frame(self, data: bytes) -> bytes:
         return b""
 
     def end(self) -> bytes:
         return b""
+
+    def advance(self, n: int) -> None:
+        if n:
+            raise LocalProtocolError("body bytes sent for a response without body")
 
 
 class _LengthFramer(Framer):
@@ -132,7 +151,18 @@ class _LengthFramer(Framer):
 
     @property
     def must_close(self) -> bool:  # type: ignore[override]
-        return self._remaining != 0
+        # Short: the client would wait for the rest. Overflowed: the app
+        # disagrees with its own Content-Length; don't trust the connection.
+        return self._remaining != 0 or self.overflowed
+
+    @property
+    def remaining(self) -> int:  # type: ignore[override]
+        return self._remaining
+
+    def advance(self, n: int) -> None:
+        if n > self._remaining:
+            raise LocalProtocolError(f"{n} body bytes sent with only {self._remaining} left of Content-Length")
+        self._remaining -= n
 
 
 class _ChunkedFramer(Framer):
@@ -172,12 +202,16 @@ class _CloseFramer(Framer):
     __slots__ = ()
     complete = True  # type: ignore[assignment]
     must_close = True  # type: ignore[assignment]
+    remaining = None  # type: ignore[assignment]
 
     def frame(self, data: bytes) -> bytes:
         return data
 
     def end(self) -> bytes:
         return b""
+
+    def advance(self, n: int) -> None:
+        pass
 
 
 _NO_BODY = _NoBodyFramer()
@@ -359,18 +393,22 @@ def _reason(status: int) -> str:
 
 
 def build_simple_response(status: int, message: str, *,
-                          keep_alive: bool = False, date: bytes) -> bytes:
+                          keep_alive: bool = False, date: bytes,
+                          server: bytes | None = None) -> bytes:
     """A complete short text/plain response, for error pages (400, 408,
     413, 414, 417, 431, 500, 501, 505...).
 
     The body is ``message`` (or the reason phrase when empty) plus a
-    newline; ``Connection: close`` is added unless ``keep_alive``.
+    newline; ``Connection: close`` is added unless ``keep_alive``;
+    ``server`` (trusted) is the Server field value, None for none.
     """
     if not 100 <= status <= 599:
         raise ValueError(f"invalid status code {status}")
     reason = _reason(status)
     body = ((message or reason) + "\n").encode("utf-8", "replace")
     head = _SIMPLE_HEAD % (status, reason.encode("ascii"), len(body), date)
+    if server is not None:
+        head += b"Server: %s\r\n" % server
     if not keep_alive:
         head += _CLOSE_LINE
     return head + b"\r\n" + body

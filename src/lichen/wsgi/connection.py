@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
 import time
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalProtocolError, RemoteProtocolError, Request,
                          build_simple_response)
 from lichen.loop import READ, WRITE
-from lichen.wsgi.environ import connection_environ, request_environ
+from lichen.wsgi.environ import request_environ
 from lichen.wsgi.input import Input
 from lichen.wsgi.response import FileWrapper, Response
 
@@ -28,6 +30,7 @@ __all__ = ["Connection", "ClientGone"]
 
 log = logging.getLogger("lichen.error")
 RECV_SIZE = 65536
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 
 class ClientGone(ConnectionError):
@@ -38,15 +41,15 @@ class ClientGone(ConnectionError):
 class Connection:
     """Server side of one client connection."""
 
-    __slots__ = ("server", "sock", "raw", "addr", "env", "parser", "busy", "closed", "tls", "worker",
-                 "requests", "_head_deadline", "_continue_sent", "_response", "__weakref__")
+    __slots__ = ("server", "sock", "raw", "addr", "parser", "busy", "closed", "tls", "worker",
+                 "requests", "_head_deadline", "_continue_sent", "_expect_continue", "_undrainable", "_response",
+                 "__weakref__")
 
     def __init__(self, server: Any, sock: Any, addr: Any, tls: bool = False) -> None:
         self.server = server
         self.sock = sock          # lichen.socket.socket (or lichen.tls.SSLSocket)
         self.raw = sock.raw       # the non-blocking stdlib socket, for the hot path
         self.addr = addr
-        self.env: dict | None = None
         self.parser: Any = None
         self.busy = True
         self.closed = False
@@ -55,6 +58,8 @@ class Connection:
         self.requests = 0
         self._head_deadline: float | None = None
         self._continue_sent = False
+        self._expect_continue = False
+        self._undrainable: tuple[int, Input] | None = None
         self._response: Response | None = None
 
     # Idle and wake-up (these run in the hub) ---------------------------------
@@ -62,6 +67,11 @@ class Connection:
         """Park the connection: only its read watcher waits for the client."""
         self.busy = False
         self.worker = None
+        parser = self.parser
+        if parser is not None and parser.reusable:
+            # A parser costs ~2.4 KiB; between requests it holds nothing.
+            self.parser = None
+            self.server.give_parser(parser)
         sock = self.sock
         w = sock._rio
         if w is None:
@@ -144,7 +154,8 @@ class Connection:
 
     def _send_rest(self, view: memoryview) -> None:
         raw = self.raw
-        deadline = time.monotonic() + self.server.settings.write_timeout
+        timeout = self.server.settings.write_timeout
+        deadline = time.monotonic() + timeout
         while view:
             left = deadline - time.monotonic()
             try:
@@ -162,11 +173,12 @@ class Connection:
             except OSError as e:
                 raise ClientGone(f"send failed: {e}") from e
             view = view[sent:]
+            # The timeout is for a client that stopped reading, not for a
+            # slow one: every bit of progress restarts it.
+            deadline = time.monotonic() + timeout
 
     def _sendfile(self, fd: int, offset: int, count: int) -> int:
         """os.sendfile on the plain socket; returns bytes sent."""
-        import os
-
         sockfd = self.raw.fileno()
         total = 0
         deadline = time.monotonic() + self.server.settings.write_timeout
@@ -181,6 +193,8 @@ class Connection:
                     self.sock._wait(WRITE, left)
                 except TimeoutError as e:
                     raise ClientGone("client stopped reading (write timeout)") from e
+                except OSError as e:
+                    raise ClientGone(f"connection closed while writing: {e}") from e
                 deadline = time.monotonic() + self.server.settings.write_timeout
                 continue
             except OSError as e:
@@ -196,7 +210,7 @@ class Connection:
         srv = self.server
         parser = self.parser
         if parser is None:
-            parser = self.parser = srv.new_parser()
+            parser = self.parser = srv.take_parser()
         if self.tls and not self._handshake():
             return
         woke = True
@@ -215,6 +229,7 @@ class Connection:
                 self._head_deadline = None
                 keep = self.handle_request(ev)
                 self.requests += 1
+                srv.requests_served += 1
                 if not keep or srv.stopping:
                     self.close()
                     return
@@ -233,7 +248,8 @@ class Connection:
         parked or closed instead."""
         srv = self.server
         if parser.idle:
-            if not woke:
+            # Decrypted bytes OpenSSL already holds will not wake the watcher.
+            if not woke and not (self.tls and self.sock.pending()):
                 self.go_idle()
                 return False
             try:
@@ -267,9 +283,10 @@ class Connection:
                 return False
         try:
             parser.feed(data)
-        except RemoteProtocolError as e:
-            self._reject(e)
-            return False
+        except RemoteProtocolError:
+            # Requests queued before the bad bytes are still answered, in
+            # order: next_event() raises the error once they are drained.
+            pass
         return True
 
     def _try_recv(self) -> bytes | None:
@@ -312,7 +329,8 @@ class Connection:
         resp = self._response
         if resp is None or not resp.head_sent:
             try:
-                self.sendall(build_simple_response(status, message, date=self.server.date()))
+                self.sendall(build_simple_response(status, message, date=self.server.date(),
+                                                   server=self.server.server_header_bytes))
             except ClientGone:
                 pass
         self.close()
@@ -333,9 +351,14 @@ class Connection:
                 data = self._recv(timeout)
             except TimeoutError as e:
                 raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
+            except OSError as e:  # closed under us (stop() at its deadline)
+                raise ClientGone(f"connection closed while reading the body: {e}") from e
             if not data:
                 raise ClientGone("client closed the connection before the request body was complete")
-            parser.feed(data)
+            try:
+                parser.feed(data)
+            except RemoteProtocolError:
+                pass  # body bytes queued before the error come first; next_event() raises it
 
     def _send_continue(self) -> None:
         resp = self._response
@@ -343,23 +366,36 @@ class Connection:
             self._continue_sent = True
             self.sendall(CONTINUE_RESPONSE)
 
+    def _will_close(self) -> bool:
+        """Asked when the response head is built: close after it? (The
+        server is stopping; the client still waits for a 100 Continue before
+        sending a body that will then never be read; or more of the body is
+        still unread than max_discard lets us drain.) Saying so in the head
+        beats a close the client did not expect."""
+        if self.server.stopping or (self._expect_continue and not self._continue_sent):
+            return True
+        big = self._undrainable
+        return big is not None and big[0] - big[1].bytes_read > self.server.settings.max_discard
+
     def handle_request(self, req: Request) -> bool:
         """Run the app for `req` and write its response; returns whether the
         connection may serve another request."""
         srv = self.server
-        if self.env is None:
-            self.env = connection_environ(srv.base_environ, self.addr)
         has_body = bool(req.chunked or req.content_length)
         self._continue_sent = False
+        self._expect_continue = req.expect_continue and has_body
         inp = Input(self._next_body_chunk, not has_body,
                     self._send_continue if (req.expect_continue and has_body) else None)
-        env = request_environ(self.env, req, inp)
+        length = req.content_length
+        self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
+        env = request_environ(srv.base_environ, self.addr, req, inp)
         keep = req.keep_alive and srv.keepalive and not srv.stopping
         resp = self._response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
-        resp.stopping = srv.is_stopping
+        resp.will_close = self._will_close
         started = time.time() if srv.access_enabled else 0.0
         ok = self._run_app(env, resp)
         self._response = None
+        self._undrainable = None
         if ok:
             ok = self._finish_body(req, inp)
         if srv.access_enabled:
@@ -389,6 +425,8 @@ class Connection:
             return False
         except RemoteProtocolError as e:
             # The app read a body that broke the protocol (e.g. over max_body).
+            if not resp.head_sent:
+                resp.status_code = e.status
             self._reject(e)
             return False
         except LocalProtocolError as e:
@@ -418,8 +456,8 @@ class Connection:
         # client the response is incomplete (no last chunk / short length).
 
     def _send_file(self, resp: Response, wrapper: FileWrapper) -> None:
-        import os
-
+        """A regular file as the body: the head, then os.sendfile from the
+        file's position, so the kernel copies and Python never reads it."""
         fd = wrapper.fileno()
         assert fd is not None
         try:
@@ -427,21 +465,38 @@ class Connection:
         except (AttributeError, OSError):
             pos = 0
         size = max(os.fstat(fd).st_size - pos, 0)
-        length = size
-        if resp.has_header("content-length"):
-            head = resp._head(None)
-            length = min(resp.framer.remaining if hasattr(resp.framer, "remaining") else size, size)
-        else:
-            head = resp._head(size)
-        self.sendall(head)
-        if resp._request.method == "HEAD" or not length:
+        head = resp._head(None if resp.has_header("content-length") else size)
+        framer = resp.framer
+        try:
+            limit = framer.remaining
+        except LocalProtocolError:  # a framing that must see the bytes
+            self.sendall(head)
+            for data in wrapper:
+                resp.write(data)
             resp.finish()
             return
+        length = size if limit is None else min(limit, size)
+        if not length:
+            self.sendall(head)
+            resp.finish()
+            return
+        self._send_head_more(head)
         sent = self._sendfile(fd, pos, length)
-        resp.framer.frame_count(sent) if hasattr(resp.framer, "frame_count") else None
+        framer.advance(sent)
         resp.bytes_sent += sent
-        if sent < length:
-            resp.keep_alive = False
+        resp.finish()  # a file that shrank leaves the framer short: must_close
+
+    def _send_head_more(self, head: bytes) -> None:
+        """Send a head that file data follows at once: MSG_MORE lets the
+        kernel put both in the same segments despite TCP_NODELAY."""
+        try:
+            sent = self.raw.send(head, _MSG_MORE)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            raise ClientGone(f"send failed: {e}") from e
+        if sent < len(head):
+            self._send_rest(memoryview(head)[sent:])
 
     def _finish_body(self, req: Request, inp: Input) -> bool:
         """Drain what the app left unread so the next request parses; False

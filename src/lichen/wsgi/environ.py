@@ -1,17 +1,16 @@
 # lichen.wsgi.environ: the PEP 3333 environ of one request.
 #
 # Strategy: everything that is the same for every request of a server (wsgi.*,
-# SERVER_NAME/PORT, SCRIPT_NAME) is built once; each connection copies that
-# with its REMOTE_ADDR/PORT, and each request copies the connection's dict and
-# adds only what the request carries. Header names map to their HTTP_* keys
-# through a cache, since mangling costs more than parsing.
+# SERVER_NAME/PORT, SCRIPT_NAME) is built once; each request copies that dict
+# and adds its REMOTE_ADDR/PORT and what the request carries. Header names map
+# to their HTTP_* keys through a cache, since mangling costs more than parsing.
 from __future__ import annotations
 
 import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["base_environ", "connection_environ", "request_environ", "header_key"]
+__all__ = ["base_environ", "request_environ", "header_key"]
 
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _KEYS: dict[bytes, str | None] = {}
@@ -55,20 +54,23 @@ def base_environ(server_name: str, server_port: str, url_scheme: str, errors: An
     return env
 
 
-def connection_environ(base: dict[str, Any], remote: Any) -> dict[str, Any]:
-    env = base.copy()
+def _remote(remote: Any) -> tuple[str, str]:
+    """REMOTE_ADDR and REMOTE_PORT of a peer address."""
     if isinstance(remote, tuple) and len(remote) >= 2:
-        env["REMOTE_ADDR"] = remote[0]
-        env["REMOTE_PORT"] = str(remote[1])
-    else:  # unix socket peers have no address
-        env["REMOTE_ADDR"] = ""
-        env["REMOTE_PORT"] = ""
-    return env
+        host = remote[0]
+        if host.startswith("::ffff:") and "." in host:
+            host = host[7:]  # an IPv4 client of a dual-stack listener
+        return host, str(remote[1])
+    return "", ""  # unix socket peers have no address
 
 
-def request_environ(conn_env: dict[str, Any], req: Any, wsgi_input: Any) -> dict[str, Any]:
-    """The environ for `req` (a lichen.http Request)."""
-    env = conn_env.copy()
+def request_environ(base: dict[str, Any], remote: Any, req: Any, wsgi_input: Any) -> dict[str, Any]:
+    """The environ for `req` (a lichen.http Request) from peer `remote`.
+
+    Built from the server's base environ each time: a per-connection copy
+    kept between requests would cost every idle connection half a KiB."""
+    env = base.copy()
+    env["REMOTE_ADDR"], env["REMOTE_PORT"] = _remote(remote)
     env["REQUEST_METHOD"] = req.method
     path = req.path
     if b"%" in path:

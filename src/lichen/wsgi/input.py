@@ -26,47 +26,56 @@ class Input:
         self._pos = 0
         self._done = empty
         self._on_first_read = on_first_read
-        self.bytes_read = 0
+        self.bytes_read = 0  # body bytes received so far (the app may not have read them all)
 
-    def _fill(self) -> bool:
-        """Get the next piece into the buffer; False at end of body."""
+    def _pull(self) -> bytes:
+        """The next piece of body from the connection; b"" at its end."""
         if self._done:
-            return False
+            return b""
         if self._on_first_read is not None:
             cb, self._on_first_read = self._on_first_read, None
             cb()
         chunk = self._next_chunk()
         if not chunk:
             self._done = True
-            return False
+            return b""
         self.bytes_read += len(chunk)
-        if self._pos < len(self._buf):
-            self._buf = self._buf[self._pos:] + chunk
-        else:
-            self._buf = chunk
-        self._pos = 0
-        return True
+        return chunk
 
+    def _take_buffered(self) -> bytes:
+        data = self._buf[self._pos:] if self._pos else self._buf
+        self._buf, self._pos = b"", 0
+        return data
+
+    # Large reads collect pieces in a list and join once: growing one bytes
+    # object piece by piece would copy the body over and over.
     def read(self, size: int | None = -1) -> bytes:
         """Read up to `size` bytes (all of the body when size is None or < 0)."""
-        if size is None or size < 0:
-            while self._fill():
-                pass
-            data = self._buf[self._pos:]
-            self._buf, self._pos = b"", 0
-            return data
-        if size == 0:
-            return b""
-        while len(self._buf) - self._pos < size and self._fill():
-            pass
-        data = self._buf[self._pos:self._pos + size]
-        self._pos += len(data)
+        buf, pos = self._buf, self._pos
+        if size is not None and size >= 0 and len(buf) - pos >= size:
+            self._pos = pos + size
+            return buf[pos:pos + size]
+        parts = [self._take_buffered()]
+        n = len(parts[0])
+        while size is None or size < 0 or n < size:
+            chunk = self._pull()
+            if not chunk:
+                break
+            parts.append(chunk)
+            n += len(chunk)
+        data = b"".join(parts)
+        if size is not None and 0 <= size < n:
+            self._buf, self._pos = data, size
+            return data[:size]
         return data
 
     def read1(self, size: int = -1) -> bytes:
         """Read what is buffered, or one piece from the connection."""
-        if self._pos >= len(self._buf) and not self._fill():
-            return b""
+        if self._pos >= len(self._buf):
+            chunk = self._pull()
+            if not chunk:
+                return b""
+            self._buf, self._pos = chunk, 0
         end = len(self._buf) if size is None or size < 0 else self._pos + size
         data = self._buf[self._pos:end]
         self._pos += len(data)
@@ -75,24 +84,33 @@ class Input:
     def readline(self, size: int | None = -1) -> bytes:
         """Read one line (up to and including b"\\n"), at most `size` bytes."""
         limit = -1 if size is None else size
-        start = self._pos
-        while True:
-            nl = self._buf.find(b"\n", start)
+        if limit == 0:
+            return b""
+        buf, pos = self._buf, self._pos
+        end = len(buf) if limit < 0 else min(len(buf), pos + limit)
+        nl = buf.find(b"\n", pos, end)
+        if nl >= 0 or end < len(buf):  # the line, or the limit, is in the buffer
+            end = nl + 1 if nl >= 0 else end
+            self._pos = end
+            return buf[pos:end]
+        parts = [self._take_buffered()]
+        n = len(parts[0])
+        while limit < 0 or n < limit:
+            chunk = self._pull()
+            if not chunk:
+                break
+            want = len(chunk) if limit < 0 else min(len(chunk), limit - n)
+            nl = chunk.find(b"\n", 0, want)
+            take = nl + 1 if nl >= 0 else want
+            if take < len(chunk):  # keep the rest for the next read
+                self._buf, self._pos = chunk, take
+                parts.append(chunk[:take])
+                break
+            parts.append(chunk)
+            n += len(chunk)
             if nl >= 0:
-                end = nl + 1
                 break
-            if 0 <= limit <= len(self._buf) - self._pos:
-                end = len(self._buf)
-                break
-            start = len(self._buf) - self._pos  # search only new bytes next time
-            if not self._fill():
-                end = len(self._buf)
-                break
-        if 0 <= limit < end - self._pos:
-            end = self._pos + limit
-        data = self._buf[self._pos:end]
-        self._pos = end
-        return data
+        return b"".join(parts)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines = []

@@ -55,7 +55,7 @@ class Response:
     """Response state of one request; `start_response` is its method."""
 
     __slots__ = ("status", "headers", "head_sent", "framer", "keep_alive", "_send", "_request",
-                 "_date", "_server", "bytes_sent", "stopping", "status_code", "head_bytes")
+                 "_date", "_server", "bytes_sent", "will_close", "status_code", "head_bytes")
 
     def __init__(self, send: Callable[[bytes], None], request: Any, keep_alive: bool,
                  date: bytes, server: bytes | None) -> None:
@@ -71,7 +71,9 @@ class Response:
         self.bytes_sent = 0
         self.status_code = 0
         self.head_bytes = 0
-        self.stopping: Callable[[], bool] | None = None
+        # Asked once, when the head is built: must the connection close after
+        # this response anyway? (Set by the connection.)
+        self.will_close: Callable[[], bool] | None = None
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         """PEP 3333 start_response."""
@@ -98,7 +100,7 @@ class Response:
         if extra_length is not None:
             headers = headers + [("Content-Length", str(extra_length))]
         req = self._request
-        keep_alive = self.keep_alive and not (self.stopping is not None and self.stopping())
+        keep_alive = self.keep_alive and not (self.will_close is not None and self.will_close())
         head, framer, keep = build_head(self.status, headers, http_version=req.http_version,
                                         method=req.method, keep_alive=keep_alive,
                                         date=self._date, server=self._server)
@@ -131,8 +133,7 @@ class Response:
 
     def send_all_at_once(self, body: bytes) -> None:
         """The whole body is known: one send with a Content-Length."""
-        has_length = any(k.lower() == "content-length" for k, _ in (self.headers or ()))
-        head = self._head(None if has_length else len(body))
+        head = self._head(len(body) if self._may_add_length(body) else None)
         self._send(head + self.framer.frame(body) + self.framer.end() if body else head + self.framer.end())
         self.bytes_sent += len(body)
 
@@ -144,6 +145,17 @@ class Response:
         tail = self.framer.end()
         if tail:
             self._send(tail)
+
+    def _may_add_length(self, body: bytes) -> bool:
+        """Whether len(body) may be sent as the Content-Length. Not for
+        1xx/204/304 (a 304's length must be the 200's, which we don't know),
+        nor for an empty HEAD body (the app may just have skipped it)."""
+        if self.has_header("content-length"):
+            return False
+        status = self.status or ""
+        if status[:1] == "1" or status[:3] in ("204", "304"):
+            return False
+        return bool(body) or self._request.method != "HEAD"
 
     def has_header(self, name: str) -> bool:
         name = name.lower()

@@ -3,8 +3,9 @@
 # Strategy: a StreamServer whose connections are lichen.wsgi.Connection
 # objects rather than greenlets. The server owns what connections share: the
 # app, settings, the prepared base environ, the cached Date header, the idle
-# map swept by one timer, and a free list of worker greenlets that the hub
-# hands a connection to when its bytes arrive.
+# map swept by one timer, and free lists of worker greenlets and of request
+# parsers that a connection takes when its bytes arrive and gives back when
+# it goes idle.
 from __future__ import annotations
 
 import logging
@@ -92,6 +93,8 @@ class WSGIServer(StreamServer):
         self.base_environ: dict[str, Any] = {}
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
+        self._free_parsers: list[RequestParser] = []
+        self.requests_served = 0  # for max-requests worker recycling
         self._hub = get_hub()
         self._reaper: Timer | None = None
         self._date_second = -1
@@ -99,10 +102,19 @@ class WSGIServer(StreamServer):
         self._drained = Event()
 
     # Shared per-request helpers -------------------------------------------
-    def new_parser(self) -> RequestParser:
+    def take_parser(self) -> RequestParser:
+        """A parser for a connection that has bytes to read: a parked one
+        from the free list, else a new one."""
+        if self._free_parsers:
+            return self._free_parsers.pop()
         st = self.settings
         return RequestParser(max_request_line=st.max_request_line, max_header_bytes=st.max_header_bytes,
                              max_header_count=st.max_header_count, max_body=st.max_body)
+
+    def give_parser(self, parser: RequestParser) -> None:
+        """Take back the parser of a connection going idle (parser.reusable)."""
+        if len(self._free_parsers) < MAX_FREE_WORKERS:
+            self._free_parsers.append(parser)
 
     def now(self) -> float:
         return time.monotonic()
@@ -114,9 +126,6 @@ class WSGIServer(StreamServer):
             self._date_second = now
             self._date = formatdate(now, usegmt=True).encode("ascii")
         return self._date
-
-    def is_stopping(self) -> bool:
-        return self.stopping
 
     @property
     def access_enabled(self) -> bool:
