@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.lichen-installed
 EV_H   := $(firstword $(wildcard /usr/include/ev.h /usr/local/include/ev.h /opt/homebrew/include/ev.h))
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup libev serve test bench clean
+.PHONY: all setup libev testdeps serve test bench clean
 
 all: test
 
@@ -36,10 +36,21 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/_ev/*) | $(PY)
 
 setup: $(STAMP)
 
+# Real peers used by the deployment tests (nginx in front of lichen).
+testdeps:
+	@if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "installing nginx-light for the deployment tests"; \
+			$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; \
+		else \
+			echo "the deployment tests need nginx; install it with your package manager"; exit 1; \
+		fi; \
+	fi
+
 serve: setup
 	$(PY) -m lichen --bind 127.0.0.1:8000
 
-test: setup
+test: setup testdeps
 	$(PY) -m pytest -q
 
 bench: setup

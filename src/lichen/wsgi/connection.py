@@ -87,6 +87,17 @@ class Connection:
         self.busy = True
         self.server.dispatch(self)
 
+    def has_pending_input(self) -> bool:
+        """Whether bytes (or EOF) of a next request are already readable."""
+        if self.tls and self.sock.raw.pending():
+            return True
+        try:
+            return bool(self.raw.recv(1, socket.MSG_PEEK))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
+
     def close(self) -> None:
         """Close now (any worker blocked on the socket gets an error)."""
         if self.closed:

@@ -182,8 +182,7 @@ class WSGIServer(StreamServer):
         if self._reaper is not None:
             self._reaper.close()
             self._reaper = None
-        for conn in list(self.idle):
-            conn.close()
+        self._close_idle()
         deadline = self.now() + timeout
         while self.connections:
             left = deadline - self.now()
@@ -191,8 +190,7 @@ class WSGIServer(StreamServer):
                 break
             self._drained.clear()
             self._drained.wait(min(left, 0.1))
-            for conn in list(self.idle):  # finished their last request meanwhile
-                conn.close()
+            self._close_idle()  # some finished their last request meanwhile
         cur = getcurrent()
         for conn in list(self.connections):
             worker = conn.worker
@@ -202,6 +200,16 @@ class WSGIServer(StreamServer):
         free, self._free = self._free, []
         for g in free:
             self._hub.run_callback(g.switch, None)
+
+    def _close_idle(self) -> None:
+        """Close idle keep-alive connections, except those with a request
+        on its way: a connection that has not sent its first request yet, or
+        one whose next request already sits in the socket. Those are served
+        (with Connection: close) like any request in flight."""
+        for conn in list(self.idle):
+            if conn.requests == 0 or conn.has_pending_input():
+                continue
+            conn.close()
 
     # Connections --------------------------------------------------------------
     def handle_connection(self, sock: _stdlib.socket, address: Any) -> None:
