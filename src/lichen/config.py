@@ -106,19 +106,6 @@ OPTIONS: list[Option] = [
     Option("certfile", ("--certfile",), str, None, "TLS certificate chain (PEM)", "FILE"),
     Option("keyfile", ("--keyfile",), str, None, "TLS private key (PEM)", "FILE"),
     Option("pidfile", ("-p", "--pid"), str, None, "write the master's PID to this file", "FILE"),
-    Option("forwarded_allow_ips", ("--forwarded-allow-ips",), str, "127.0.0.1,::1",
-           "proxies whose X-Forwarded-*/Forwarded/X-Real-IP headers are trusted (IPs, CIDR networks, or '*'); "
-           "unix-socket peers are always trusted", "IPS"),
-    Option("forwarded_host_header", ("--forwarded-host-header",), str, "X-Forwarded-Host",
-           "header carrying the original Host", "NAME"),
-    Option("forwarded_for_header", ("--forwarded-for-header",), str, "X-Forwarded-For",
-           "header carrying the client chain", "NAME"),
-    Option("forwarded_proto_header", ("--forwarded-proto-header",), str, "X-Forwarded-Proto",
-           "header carrying the original scheme", "NAME"),
-    Option("proxy_protocol", ("--proxy-protocol",), _bool, False,
-           "expect a PROXY protocol (v1 or v2) header on every connection", flag_only=True),
-    Option("proxy_allow_ips", ("--proxy-allow-ips",), str, "127.0.0.1,::1",
-           "peers allowed to send a PROXY protocol header", "IPS"),
     Option("threads", ("--threads",), _non_negative_int, 0,
            "run the app in a pool of this many OS threads (for blocking apps); 0 runs it on greenlets", "N"),
 ]
@@ -146,8 +133,10 @@ def _setting_converter(name: str) -> Callable[[Any], Any]:
 
 
 for _name, _field in SETTINGS.items():
-    OPTIONS.append(Option(_name, _ALIASES.get(_name, ("--" + _name.replace("_", "-"),)), _setting_converter(_name),
-                          _field.default, str(_field.metadata["help"]), "VALUE"))
+    _is_bool = str(_field.type) == "bool"
+    OPTIONS.append(Option(_name, _ALIASES.get(_name, ("--" + _name.replace("_", "-"),)),
+                          _bool if _is_bool else _setting_converter(_name), _field.default,
+                          str(_field.metadata["help"]), None if _is_bool else "VALUE", flag_only=_is_bool))
 
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 

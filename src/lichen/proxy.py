@@ -80,12 +80,23 @@ class ProxyHeaders:
     real_ip_header: str = "X-Real-IP"
     forwarded: bool = True  # RFC 7239 `Forwarded`
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> ProxyHeaders:
+        return cls(allow=AllowList(settings.forwarded_allow_ips), for_header=settings.forwarded_for_header,
+                   proto_header=settings.forwarded_proto_header, host_header=settings.forwarded_host_header,
+                   port_header=settings.forwarded_port_header, prefix_header=settings.forwarded_prefix_header,
+                   real_ip_header=settings.real_ip_header)
+
     def keys(self) -> dict[str, str]:
+        cached = self.__dict__.get("_keys")
+        if cached is not None:
+            return cached
         names = {"for": self.for_header, "proto": self.proto_header, "host": self.host_header,
                  "port": self.port_header, "prefix": self.prefix_header, "real_ip": self.real_ip_header}
         out = {role: "HTTP_" + name.upper().replace("-", "_") for role, name in names.items() if name}
         if self.forwarded:
             out["forwarded"] = "HTTP_FORWARDED"
+        object.__setattr__(self, "_keys", out)  # frozen: computed once
         return out
 
 

@@ -37,6 +37,22 @@ def _server_header(name: str, v: Any) -> None:
         raise SettingError(f"{name} must not contain CR, LF or NUL")
 
 
+def _allow_list(name: str, v: Any) -> None:
+    import ipaddress
+
+    for item in (x.strip() for x in v.split(",")):
+        if item and item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingError(f"{name}: {item!r} is not an IP address or network") from None
+
+
+def _header_name(name: str, v: Any) -> None:
+    if v and not all(c.isalnum() or c == "-" for c in v):
+        raise SettingError(f"{name} must be a header name like X-Forwarded-Host, got {v!r}")
+
+
 def _setting(default: Any, help: str, check: Callable[[str, Any], None] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "check": check})
 
@@ -72,6 +88,20 @@ class Settings:
         '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
         "access log line, with gunicorn's atoms (h, l, u, t, r, m, U, q, H, s, B, b, f, a, T, M, D, L, p, "
         "{header}i, {header}o, {var}e)")
+    forwarded_allow_ips: str = _setting(
+        "127.0.0.1,::1", "proxies (IPs, CIDR networks, or '*') whose X-Forwarded-*, Forwarded and X-Real-IP "
+                         "headers are trusted; unix-socket peers always are. From other peers these headers are "
+                         "removed from the environ", _allow_list)
+    forwarded_for_header: str = _setting("X-Forwarded-For", "header with the client address chain", _header_name)
+    forwarded_proto_header: str = _setting("X-Forwarded-Proto", "header with the original scheme", _header_name)
+    forwarded_host_header: str = _setting("X-Forwarded-Host", "header with the original Host", _header_name)
+    forwarded_port_header: str = _setting("X-Forwarded-Port", "header with the original port", _header_name)
+    forwarded_prefix_header: str = _setting("X-Forwarded-Prefix", "header with the mount path (SCRIPT_NAME)",
+                                            _header_name)
+    real_ip_header: str = _setting("X-Real-IP", "header with the client address (nginx's common recipe)",
+                                   _header_name)
+    proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header at the start of every connection")
+    proxy_allow_ips: str = _setting("127.0.0.1,::1", "peers allowed to send a PROXY protocol header", _allow_list)
     accept_backoff: float = _setting(
         0.05, "first pause in seconds after accept() fails for lack of file descriptors "
               "(doubles up to 1 s)", _positive)
@@ -97,13 +127,13 @@ class Settings:
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "str": (str,),
     "int | None": (int, type(None)), "float | None": (int, float, type(None)),
-    "str | None": (str, type(None)),
+    "str | None": (str, type(None)), "bool": (bool,),
 }
 
 
 def _check_type(name: str, annotation: Any, value: Any) -> None:
     allowed = _TYPES[str(annotation)]
-    if isinstance(value, bool) or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         raise SettingError(f"{name} must be {annotation}, got {type(value).__name__} {value!r}")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalProtocolError, RemoteProtocolError, Request,
                          build_simple_response)
 from lichen.loop import READ, WRITE
+from lichen.proxy import ProxyHeaderError, ProxyProtocolError, apply_proxy_headers, parse_proxy_protocol
 from lichen.wsgi.environ import request_environ
 from lichen.wsgi.input import Input
 from lichen.wsgi.response import FileWrapper, Response
@@ -222,6 +223,8 @@ class Connection:
         parser = self.parser
         if parser is None:
             parser = self.parser = srv.take_parser()
+        if srv.proxy_allow is not None and self.requests == 0 and not self._proxy_header(parser):
+            return
         if self.tls and not self._handshake():
             return
         woke = True
@@ -253,6 +256,51 @@ class Connection:
             log.error("unexpected parser event %r between requests from %s", ev, self.addr)
             self.close()
             return
+
+    def _proxy_header(self, parser: Any) -> bool:
+        """Read the PROXY protocol header that must open the connection;
+        the client address it carries replaces the peer's. False (and the
+        connection closed) when it is missing, malformed or not allowed."""
+        srv = self.server
+        peer = self.addr[0] if isinstance(self.addr, tuple) else ""
+        if peer.startswith("::ffff:") and "." in peer:
+            peer = peer[7:]
+        if peer not in srv.proxy_allow:
+            srv.log_error("closing %s: not allowed to send a PROXY protocol header", _peer(self.addr),
+                          level=logging.WARNING)
+            self.close()
+            return False
+        buf = b""
+        deadline = srv.now() + srv.settings.header_timeout
+        while True:
+            try:
+                found = parse_proxy_protocol(buf) if buf else None
+            except ProxyProtocolError as e:
+                srv.log_error("closing %s: %s", _peer(self.addr), e, level=logging.WARNING)
+                self.close()
+                return False
+            if found is not None:
+                break
+            try:
+                data = self._recv(max(deadline - srv.now(), 0.0))
+            except (TimeoutError, ClientGone, OSError):
+                data = b""
+            if not data:
+                self.close()
+                return False
+            buf += data
+        consumed, source, _dest = found
+        if source is not None:
+            self.addr = source
+        rest = buf[consumed:]
+        if rest:
+            try:
+                parser.feed(rest)
+            except RemoteProtocolError as e:
+                self._reject(e)
+                return False
+        self._head_deadline = srv.now() + srv.settings.header_timeout
+        return True
 
     def _read_more(self, parser: Any, woke: bool) -> bool:
         """Get more bytes for the parser; False when the connection was
@@ -400,6 +448,11 @@ class Connection:
         length = req.content_length
         self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
         env = request_environ(srv.base_environ, self.addr, req, inp)
+        try:
+            apply_proxy_headers(env, srv.proxy_headers)
+        except ProxyHeaderError as e:
+            self._reject(RemoteProtocolError(f"proxy headers: {e}", 400))
+            return False
         keep = req.keep_alive and srv.keepalive and not srv.stopping
         resp = self._response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
         resp.will_close = self._will_close

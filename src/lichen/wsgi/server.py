@@ -20,6 +20,7 @@ from lichen import socket as lsocket
 from lichen.http import RequestParser
 from lichen.hub import get_hub
 from lichen.loop import Timer
+from lichen.proxy import AllowList, ProxyHeaders
 from lichen.server import StreamServer
 from lichen.sync import Event
 from lichen.wsgi.accesslog import AccessLog
@@ -31,6 +32,7 @@ __all__ = ["WSGIServer"]
 
 error_log = logging.getLogger("lichen.error")
 MAX_FREE_WORKERS = 128
+FRESH_GRACE = 1.0  # seconds stop() waits for the first request of a new connection
 
 
 class _ErrorLog:
@@ -87,6 +89,8 @@ class WSGIServer(StreamServer):
         st = self.settings
         self.keepalive = st.keepalive_timeout > 0
         self.server_header_bytes = st.server_header.encode("latin-1") if st.server_header else None
+        self.proxy_headers = ProxyHeaders.from_settings(st)
+        self.proxy_allow = AllowList(st.proxy_allow_ips) if st.proxy_protocol else None
         self._access = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
@@ -182,15 +186,18 @@ class WSGIServer(StreamServer):
         if self._reaper is not None:
             self._reaper.close()
             self._reaper = None
-        self._close_idle()
         deadline = self.now() + timeout
+        # A connection accepted just before stop() usually sends its request
+        # within microseconds; wait briefly for it rather than cut it.
+        fresh_until = self.now() + min(timeout, FRESH_GRACE)
+        self._close_idle(keep_fresh=True)
         while self.connections:
             left = deadline - self.now()
             if left <= 0:
                 break
             self._drained.clear()
-            self._drained.wait(min(left, 0.1))
-            self._close_idle()  # some finished their last request meanwhile
+            self._drained.wait(min(left, 0.05))
+            self._close_idle(keep_fresh=self.now() < fresh_until)
         cur = getcurrent()
         for conn in list(self.connections):
             worker = conn.worker
@@ -201,13 +208,13 @@ class WSGIServer(StreamServer):
         for g in free:
             self._hub.run_callback(g.switch, None)
 
-    def _close_idle(self) -> None:
+    def _close_idle(self, keep_fresh: bool) -> None:
         """Close idle keep-alive connections, except those with a request
-        on its way: a connection that has not sent its first request yet, or
-        one whose next request already sits in the socket. Those are served
-        (with Connection: close) like any request in flight."""
+        on its way: one whose next request already sits in the socket, and
+        (while `keep_fresh`) one that has not sent its first request yet.
+        Those are served (with Connection: close) like requests in flight."""
         for conn in list(self.idle):
-            if conn.requests == 0 or conn.has_pending_input():
+            if (keep_fresh and conn.requests == 0) or conn.has_pending_input():
                 continue
             conn.close()
 
