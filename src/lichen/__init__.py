@@ -13,7 +13,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["WSGIServer", "StreamServer", "Settings", "spawn", "sleep", "Timeout", "__version__"]
+__all__ = ["WSGIServer", "StreamServer", "Settings", "blocking", "serve_in_thread", "spawn", "sleep", "Timeout",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +31,14 @@ def __getattr__(name: str) -> Any:
         from lichen.settings import Settings
 
         return Settings
+    if name == "blocking":
+        from lichen.blocking import blocking
+
+        return blocking
+    if name == "serve_in_thread":
+        from lichen.embed import serve_in_thread
+
+        return serve_in_thread
     if name in ("spawn", "sleep", "Timeout"):
         from lichen import hub
 

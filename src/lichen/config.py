@@ -106,8 +106,6 @@ OPTIONS: list[Option] = [
     Option("certfile", ("--certfile",), str, None, "TLS certificate chain (PEM)", "FILE"),
     Option("keyfile", ("--keyfile",), str, None, "TLS private key (PEM)", "FILE"),
     Option("pidfile", ("-p", "--pid"), str, None, "write the master's PID to this file", "FILE"),
-    Option("threads", ("--threads",), _non_negative_int, 0,
-           "run the app in a pool of this many OS threads (for blocking apps); 0 runs it on greenlets", "N"),
 ]
 
 # Server settings (lichen.settings) become options too, e.g. --header-timeout.
@@ -138,6 +136,11 @@ for _name, _field in SETTINGS.items():
                           _bool if _is_bool else _setting_converter(_name), _field.default,
                           str(_field.metadata["help"]), None if _is_bool else "VALUE", flag_only=_is_bool))
 
+# One flag turns the stall detector on with its default threshold.
+OPTIONS.append(Option("stall_detector", ("--stall-detector",), _bool, False,
+                      "log the stack of any greenlet that blocks the hub for more than 1 s "
+                      "(--stall-threshold S to change it)", flag_only=True))
+
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
 
@@ -161,6 +164,8 @@ class Config:
     def settings(self) -> Settings:
         """The server Settings these options describe (validated)."""
         changes = {k: v for k, v in self.values.items() if k in _SETTING_OPTIONS}
+        if self.values.get("stall_detector") and changes.get("stall_threshold") is None:
+            changes["stall_threshold"] = 1.0
         if self.values.get("access_logformat"):
             changes["access_log_format"] = self.values["access_logformat"]
         try:

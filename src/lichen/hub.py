@@ -103,6 +103,10 @@ class Hub:
         self._recover = False
         self._refs = 0
         self.io_pool: list[Io] = []  # stopped watchers reused by wait_read/wait_write
+        # Progress marks for the stall detector (lichen.stall): `ticks` moves
+        # on every pass of the loop, `polling` is True while ev_run blocks.
+        self.ticks = 0
+        self.polling = False
         self._async = self.loop.async_()
         self._async.callback = self._drain_threadsafe
         self._async.unref()
@@ -254,7 +258,13 @@ class Hub:
                         raise
                     except BaseException:
                         log.exception("callback %r raised", fn)
-            items, alive = loop.run_once(not queue)
+            self.ticks += 1
+            if queue:
+                items, alive = loop.run_once(False)
+            else:
+                self.polling = True
+                items, alive = loop.run_once(True)
+                self.polling = False
             if items:
                 self._dispatch(items, watchers)
             elif not alive and not queue:

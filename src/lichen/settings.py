@@ -102,6 +102,12 @@ class Settings:
                                    _header_name)
     proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header at the start of every connection")
     proxy_allow_ips: str = _setting("127.0.0.1,::1", "peers allowed to send a PROXY protocol header", _allow_list)
+    threads: int = _setting(
+        0, "run the WSGI app in a pool of this many OS threads (for blocking apps); socket I/O, parsing "
+           "and idle connections stay on the hub. 0 runs the app on greenlets", _non_negative)
+    stall_threshold: float | None = _setting(
+        None, "log the stack of a greenlet that keeps the hub from running for longer than this many "
+              "seconds (logger lichen.stall); None turns the detector off", _optional_positive)
     accept_backoff: float = _setting(
         0.05, "first pause in seconds after accept() fails for lack of file descriptors "
               "(doubles up to 1 s)", _positive)

@@ -8,6 +8,7 @@
 # back to the hub that asked). Used for name resolution and blocking apps.
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -16,6 +17,7 @@ from typing import Any, Callable, TypeVar
 from lichen.hub import Hub, Waiter, get_hub
 
 T = TypeVar("T")
+log = logging.getLogger("lichen.error")
 _STOP = object()
 
 
@@ -72,6 +74,14 @@ class ThreadPool:
             return value
         raise value
 
+    def submit(self, fn: Callable[..., Any], hub: Hub | None = None, *args: Any) -> None:
+        """Run `fn(*args)` in a worker thread without waiting for it; the
+        hub stays alive until it finished. Exceptions are logged."""
+        hub = hub or get_hub()
+        hub.ref()
+        self._jobs.put((fn, args, {}, hub, None))
+        self._ensure_thread()
+
     def close(self) -> None:
         """Stop the threads once queued jobs are done."""
         with self._lock:
@@ -86,8 +96,12 @@ class ThreadPool:
         self._lock = threading.Lock()
 
 
-def _deliver(hub: Hub, waiter: Waiter, outcome: tuple[bool, Any]) -> None:
+def _deliver(hub: Hub, waiter: Waiter | None, outcome: tuple[bool, Any]) -> None:
     hub.unref()
+    if waiter is None:  # submit(): nobody waits for the outcome
+        if not outcome[0]:
+            log.error("job in the thread pool failed", exc_info=outcome[1])
+        return
     if waiter.glet is not None:
         waiter.switch(outcome)
 

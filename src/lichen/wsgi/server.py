@@ -82,6 +82,10 @@ class WSGIServer(StreamServer):
                  **settings: Any) -> None:
         super().__init__(listener, backlog=backlog, spawn=spawn, ssl_context=ssl_context,
                          certfile=certfile, keyfile=keyfile, **settings)
+        if self.settings.threads:
+            from lichen.blocking import blocking
+
+            application = blocking(application, threads=self.settings.threads)
         self.application = application
         self.connection_class = handler_class or Connection
         if not issubclass(self.connection_class, Connection):
@@ -101,6 +105,7 @@ class WSGIServer(StreamServer):
         self.requests_served = 0  # for max-requests worker recycling
         self._hub = get_hub()
         self._reaper: Timer | None = None
+        self._stall: Any = None
         self._date_second = -1
         self._date = b""
         self._drained = Event()
@@ -169,6 +174,10 @@ class WSGIServer(StreamServer):
         self._reaper.unref()  # the sweep alone must not keep the loop alive
         self._reaper.callback = self._sweep_idle
         self._reaper.start(period, period)
+        if self.settings.stall_threshold:
+            from lichen.stall import StallDetector
+
+            self._stall = StallDetector(self._hub, self.settings.stall_threshold).start()
 
     def _sweep_idle(self, _flags: int) -> None:
         if not self.idle:
@@ -183,6 +192,9 @@ class WSGIServer(StreamServer):
             conn.close()
 
     def close_idle_and_drain(self, timeout: float) -> None:
+        if self._stall is not None:
+            self._stall.stop()
+            self._stall = None
         if self._reaper is not None:
             self._reaper.close()
             self._reaper = None
@@ -207,6 +219,8 @@ class WSGIServer(StreamServer):
         free, self._free = self._free, []
         for g in free:
             self._hub.run_callback(g.switch, None)
+        if self.settings.threads:
+            self.application.pool.close()  # the pool made for threads=N
 
     def _close_idle(self, keep_fresh: bool) -> None:
         """Close idle keep-alive connections, except those with a request
