@@ -6,7 +6,7 @@ import threading
 import time
 import urllib.request
 
-from lichen.blocking import blocking
+from lichen import blocking
 from lichen.hub import get_hub, sleep, spawn
 from lichen.stall import StallDetector
 from wsgi_helpers import ServerThread

@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
 
         return Settings
     if name == "blocking":
-        from lichen.blocking import blocking
+        from lichen.offload import blocking
 
         return blocking
     if name == "serve_in_thread":

@@ -83,7 +83,7 @@ class WSGIServer(StreamServer):
         super().__init__(listener, backlog=backlog, spawn=spawn, ssl_context=ssl_context,
                          certfile=certfile, keyfile=keyfile, **settings)
         if self.settings.threads:
-            from lichen.blocking import blocking
+            from lichen.offload import blocking
 
             application = blocking(application, threads=self.settings.threads)
         self.application = application
