@@ -247,3 +247,39 @@ def _unix_get(cls):
         return c.getresponse().status
     except OSError:
         return None
+
+
+def test_fd_bind_serves_on_an_inherited_socket():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    m = Master("-w", "1", "-b", f"fd://{fd}", APP, pass_fds=(fd,))
+    listener.close()
+    try:
+        wait_port(port)
+        assert get(port)[0] == 200
+    finally:
+        m.close()
+
+
+def test_twistd_style_tcp_bind_listens_on_the_port():
+    port = free_port()
+    m = Master("-w", "1", "--port", f"tcp:{port}:interface=127.0.0.1", "--wsgi", "tests.apps.sample.app")
+    try:
+        wait_port(port)
+        status, body = get(port)
+        assert status == 200 and body.startswith("app ")
+    finally:
+        m.close()
+
+
+def test_uwsgi_style_http_and_module_options_serve_the_app():
+    port = free_port()
+    m = Master("--http", f"127.0.0.1:{port}", "--module", APP)
+    try:
+        wait_port(port)
+        assert get(port)[0] == 200
+    finally:
+        m.close()
