@@ -164,20 +164,25 @@ class Connection:
         except (OSError, ssl.SSLError) as e:
             raise ClientGone(f"send failed: {e}") from e
 
+    def _wait_writable(self, deadline: float) -> None:
+        """Wait until the socket takes more bytes; ClientGone at `deadline`
+        or when the socket is closed under us."""
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self.sock._wait(WRITE, left)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"connection closed while writing: {e}") from e
+
     def _send_rest(self, view: memoryview) -> None:
         raw = self.raw
         timeout = self.server.settings.write_timeout
         deadline = time.monotonic() + timeout
         while view:
-            left = deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise TimeoutError
-                self.sock._wait(WRITE, left)
-            except TimeoutError as e:
-                raise ClientGone("client stopped reading (write timeout)") from e
-            except OSError as e:
-                raise ClientGone(f"connection closed while writing: {e}") from e
+            self._wait_writable(deadline)
             try:
                 sent = raw.send(view)
             except BlockingIOError:
@@ -198,15 +203,7 @@ class Connection:
             try:
                 n = os.sendfile(sockfd, fd, offset + total, count - total)
             except BlockingIOError:
-                left = deadline - time.monotonic()
-                try:
-                    if left <= 0:
-                        raise TimeoutError
-                    self.sock._wait(WRITE, left)
-                except TimeoutError as e:
-                    raise ClientGone("client stopped reading (write timeout)") from e
-                except OSError as e:
-                    raise ClientGone(f"connection closed while writing: {e}") from e
+                self._wait_writable(deadline)
                 deadline = time.monotonic() + self.server.settings.write_timeout
                 continue
             except OSError as e:
