@@ -254,45 +254,22 @@ def _parse_content_length(value: str) -> int:
     return int(v)
 
 
-def build_head(status: str, headers: list[tuple[str, str]], *,
-               http_version: str, method: str, keep_alive: bool,
-               date: bytes, server: bytes | None
-               ) -> tuple[bytes, Framer, bool]:
-    """Encode a response head and choose its body framing.
+_PREPARED: dict[tuple, tuple[bytes, int, int | None, bool, bool, bool]] = {}
 
-    Args:
-        status: WSGI status string, e.g. ``"200 OK"``.
-        headers: WSGI header list (str names and values, latin-1).
-        http_version: version of the request (``"1.0"`` or ``"1.1"``); the
-            response always says ``HTTP/1.1``, as RFC 9110 2.5 allows.
-        method: request method (``"HEAD"`` responses carry no body).
-        keep_alive: whether the request allows reusing the connection.
-        date: pre-formatted IMF-fixdate (trusted, added unless the
-            application set Date).
-        server: Server field value (trusted) or None for none; the
-            application's own Server header wins.
 
-    Returns:
-        ``(head, framer, keep_alive)``: the bytes up to and including the
-        blank line, the :class:`Framer` for the body, and the final
-        keep-alive decision (False when the app asked for
-        ``Connection: close``, for an HTTP/1.0 body of unknown length, or
-        for a 1xx final status).
-
-    Raises:
-        LocalProtocolError: (500) invalid status, header name or value.
-    """
+def _prepare(status: str, headers: list[tuple[str, str]]
+             ) -> tuple[bytes, int, int | None, bool, bool, bool]:
+    """Validate and encode what the app decided: the status line plus its
+    header lines. Returns (block, status code, app Content-Length, has
+    Date, has Server, app asked for Connection: close)."""
     entry = _STATUS_CACHE.get(status)  # type: ignore[arg-type]
     if entry is None:
         entry = _parse_status(status)
     status_line, code = entry
-    # 1xx, 204 and 304 never have a body (RFC 9112 6.3), nor does HEAD.
-    no_body = code < 200 or code == 204 or code == 304 or method == "HEAD"
-
     lines: list[str] = []
     values: list[str] = []
     content_length: int | None = None
-    has_date = has_server = False
+    has_date = has_server = close = False
     try:
         for name, value in headers:
             lname = _NAME_CACHE.get(name)
@@ -316,13 +293,13 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
                 else:
                     if lname == "connection" and "close" in [
                             t.strip(" \t").lower() for t in value.split(",")]:
-                        keep_alive = False
+                        close = True
                     continue  # hop-by-hop: dropped
             values.append(value)
             lines.append(f"{name}: {value}\r\n")
         if _BAD_VALUE.search("".join(values)) is not None:
             raise LocalProtocolError("CR, LF or NUL in a header value")
-        app_block = "".join(lines).encode("latin-1")
+        block = status_line + "".join(lines).encode("latin-1")
     except LocalProtocolError:
         raise
     except UnicodeEncodeError:
@@ -330,8 +307,64 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
     except (TypeError, ValueError, AttributeError):
         raise LocalProtocolError(
             "headers must be a list of (str, str) tuples") from None
+    return block, code, content_length, has_date, has_server, close
 
-    out = [status_line, app_block]
+
+def build_head(status: str, headers: list[tuple[str, str]], *,
+               http_version: str, method: str, keep_alive: bool,
+               date: bytes, server: bytes | None, length: int | None = None
+               ) -> tuple[bytes, Framer, bool]:
+    """Encode a response head and choose its body framing.
+
+    Args:
+        status: WSGI status string, e.g. ``"200 OK"``.
+        headers: WSGI header list (str names and values, latin-1).
+        http_version: version of the request (``"1.0"`` or ``"1.1"``); the
+            response always says ``HTTP/1.1``, as RFC 9110 2.5 allows.
+        method: request method (``"HEAD"`` responses carry no body).
+        keep_alive: whether the request allows reusing the connection.
+        date: pre-formatted IMF-fixdate (trusted, added unless the
+            application set Date).
+        server: Server field value (trusted) or None for none; the
+            application's own Server header wins.
+        length: the body's length when the server knows it in advance (a
+            list body); sent as Content-Length if the app gave none, except
+            for 1xx/204/304 and for an empty HEAD body (the app may just
+            have skipped it).
+
+    Returns:
+        ``(head, framer, keep_alive)``: the bytes up to and including the
+        blank line, the :class:`Framer` for the body, and the final
+        keep-alive decision (False when the app asked for
+        ``Connection: close``, for an HTTP/1.0 body of unknown length, or
+        for a 1xx final status).
+
+    Raises:
+        LocalProtocolError: (500) invalid status, header name or value.
+    """
+    # Apps send the same status and headers again and again: validation and
+    # encoding are cached by value (strings are immutable, so it is safe).
+    try:
+        key: tuple | None = (status, *headers)
+        prepared = _PREPARED.get(key)  # type: ignore[arg-type]
+    except TypeError:  # unhashable items: validated (and rejected) below
+        key = prepared = None
+    if prepared is None:
+        prepared = _prepare(status, headers)
+        if key is not None and len(_PREPARED) < _CACHE_MAX:
+            _PREPARED[key] = prepared
+    block, code, content_length, has_date, has_server, app_close = prepared
+    if app_close:
+        keep_alive = False
+    # 1xx, 204 and 304 never have a body (RFC 9112 6.3), nor does HEAD.
+    head_only = method == "HEAD"
+    no_body = code < 200 or code == 204 or code == 304 or head_only
+
+    out = [block]
+    if content_length is None and length is not None and 200 <= code and code != 204 and code != 304 \
+            and (length or not head_only):
+        content_length = length
+        out.append(b"Content-Length: %d\r\n" % length)
     if no_body:
         framer: Framer = _NO_BODY
         if code < 200:

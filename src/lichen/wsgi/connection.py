@@ -24,7 +24,7 @@ from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalP
 from lichen.loop import READ, WRITE
 from lichen.proxy import ProxyHeaderError, ProxyProtocolError, apply_proxy_headers, parse_proxy_protocol
 from lichen.wsgi.environ import request_environ
-from lichen.wsgi.input import Input
+from lichen.wsgi.input import EMPTY_INPUT, Input
 from lichen.wsgi.response import FileWrapper, Response
 
 __all__ = ["Connection", "ClientGone"]
@@ -439,28 +439,34 @@ class Connection:
         srv = self.server
         has_body = bool(req.chunked or req.content_length)
         self._continue_sent = False
-        self._expect_continue = req.expect_continue and has_body
-        inp = Input(self._next_body_chunk, not has_body,
-                    self._send_continue if (req.expect_continue and has_body) else None)
-        length = req.content_length
-        self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
+        if has_body:
+            self._expect_continue = req.expect_continue
+            inp = Input(self._next_body_chunk, False, self._send_continue if req.expect_continue else None)
+            length = req.content_length
+            self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
+        else:
+            self._expect_continue = False
+            inp = EMPTY_INPUT
         env = request_environ(srv.base_environ, self.addr, req, inp)
-        try:
-            apply_proxy_headers(env, srv.proxy_headers)
-        except ProxyHeaderError as e:
-            self._reject(RemoteProtocolError(f"proxy headers: {e}", 400))
-            return False
+        if not srv.proxy_keys.isdisjoint(env):
+            try:
+                apply_proxy_headers(env, srv.proxy_headers)
+            except ProxyHeaderError as e:
+                self._reject(RemoteProtocolError(f"proxy headers: {e}", 400))
+                return False
         keep = req.keep_alive and srv.keepalive and not srv.stopping
         resp = self._response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
         resp.will_close = self._will_close
-        started = time.time() if srv.access_enabled else 0.0
+        access = srv.access if srv.access_enabled else None
+        started = time.time() if access is not None else 0.0
         ok = self._run_app(env, resp)
         self._response = None
-        self._undrainable = None
-        if ok:
-            ok = self._finish_body(req, inp)
-        if srv.access_enabled:
-            srv.access(env, resp, time.time() - started)
+        if has_body:
+            self._undrainable = None
+            if ok:
+                ok = self._finish_body(req, inp)
+        if access is not None:
+            access(env, resp, time.time() - started)
         return ok and resp.keep_alive and not resp.must_close
 
     def _run_app(self, env: dict, resp: Response) -> bool:

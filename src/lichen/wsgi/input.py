@@ -140,3 +140,11 @@ class Input:
 
     def close(self) -> None:
         """Apps may close wsgi.input; the connection still drains the body."""
+
+
+def _no_body() -> bytes:
+    return b""
+
+
+# Requests without a body share one stateless, always-empty input.
+EMPTY_INPUT = Input(_no_body, True)

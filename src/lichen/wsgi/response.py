@@ -93,17 +93,15 @@ class Response:
         self.headers = headers
         return self.write
 
-    def _head(self, extra_length: int | None) -> bytes:
+    def _head(self, length: int | None) -> bytes:
+        """The head; `length` is the whole body's length when known."""
         if self.status is None:
             raise ResponseStateError("the application did not call start_response before sending a body")
-        headers = self.headers or []
-        if extra_length is not None:
-            headers = headers + [("Content-Length", str(extra_length))]
         req = self._request
         keep_alive = self.keep_alive and not (self.will_close is not None and self.will_close())
-        head, framer, keep = build_head(self.status, headers, http_version=req.http_version,
+        head, framer, keep = build_head(self.status, self.headers or [], http_version=req.http_version,
                                         method=req.method, keep_alive=keep_alive,
-                                        date=self._date, server=self._server)
+                                        date=self._date, server=self._server, length=length)
         self.framer = framer
         self.keep_alive = keep
         self.head_sent = True
@@ -133,8 +131,9 @@ class Response:
 
     def send_all_at_once(self, body: bytes) -> None:
         """The whole body is known: one send with a Content-Length."""
-        head = self._head(len(body) if self._may_add_length(body) else None)
-        self._send(head + self.framer.frame(body) + self.framer.end() if body else head + self.framer.end())
+        head = self._head(len(body))
+        framer = self.framer
+        self._send(head + framer.frame(body) + framer.end() if body else head + framer.end())
         self.bytes_sent += len(body)
 
     def finish(self) -> None:
@@ -145,17 +144,6 @@ class Response:
         tail = self.framer.end()
         if tail:
             self._send(tail)
-
-    def _may_add_length(self, body: bytes) -> bool:
-        """Whether len(body) may be sent as the Content-Length. Not for
-        1xx/204/304 (a 304's length must be the 200's, which we don't know),
-        nor for an empty HEAD body (the app may just have skipped it)."""
-        if self.has_header("content-length"):
-            return False
-        status = self.status or ""
-        if status[:1] == "1" or status[:3] in ("204", "304"):
-            return False
-        return bool(body) or self._request.method != "HEAD"
 
     def has_header(self, name: str) -> bool:
         name = name.lower()

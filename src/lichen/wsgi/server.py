@@ -94,6 +94,7 @@ class WSGIServer(StreamServer):
         self.keepalive = st.keepalive_timeout > 0
         self.server_header_bytes = st.server_header.encode("latin-1") if st.server_header else None
         self.proxy_headers = ProxyHeaders.from_settings(st)
+        self.proxy_keys = frozenset(self.proxy_headers.keys().values())  # a cheap "any present?" test
         self.proxy_allow = AllowList(st.proxy_allow_ips) if st.proxy_protocol else None
         self._access = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
