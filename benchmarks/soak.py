@@ -62,6 +62,9 @@ def app(environ, start_response):
     if path == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (BIG[i:i + 65536] for i in range(0, len(BIG), 65536))
+    if path == "/endless":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return iter(lambda: BIG[:65536], None)
     if path == "/echo":
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Length", str(len(body)))])
@@ -157,15 +160,18 @@ def client_main(port: int, count: int, seed: int, concurrency: int, deadline: fl
         return read_all(s).endswith(b"\r\n\r\n" + body)
 
     def stalled_reader(s: lsocket.socket) -> bool:
-        # Asks for the big response and stops reading: the server cuts it at its write timeout.
+        # Asks for an endless response and stops reading: once the socket buffers are full the
+        # server must cut the connection at its write timeout (then the client sees EOF or a
+        # reset after what was buffered).
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.sendall(b"GET /big HTTP/1.1\r\nHost: soak\r\n\r\n")
+        s.sendall(b"GET /endless HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
         hub.sleep(WRITE_TIMEOUT + 0.5)
+        t0 = time.monotonic()
         try:
             read_all(s)
-        except OSError:
+        except ConnectionResetError:
             pass
-        return True
+        return time.monotonic() - t0 < 5  # not still being fed: it was cut
 
     def early(s: lsocket.socket) -> bool:
         stage = rng.randrange(5)

@@ -107,7 +107,7 @@ class WSGIServer(StreamServer):
         self._hub = get_hub()
         self._reaper: Timer | None = None
         self._stall: Any = None
-        self._date_second = -1
+        self._date_next = 0.0
         self._date = b""
         self._drained = Event()
 
@@ -131,10 +131,11 @@ class WSGIServer(StreamServer):
 
     def date(self) -> bytes:
         """The Date header value, formatted once per second."""
-        now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
-            self._date = formatdate(now, usegmt=True).encode("ascii")
+        now = time.time()
+        if now >= self._date_next:
+            second = int(now)
+            self._date_next = second + 1
+            self._date = formatdate(second, usegmt=True).encode("ascii")
         return self._date
 
     @property
