@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.lichen-installed
 EV_H   := $(firstword $(wildcard /usr/include/ev.h /usr/local/include/ev.h /opt/homebrew/include/ev.h))
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup libev testdeps serve test bench clean
+.PHONY: all setup libev testdeps serve test bench soak clean
 
 all: test
 
@@ -55,6 +55,9 @@ test: setup testdeps
 
 bench: setup
 	$(MAKE) --no-print-directory -C benchmarks
+
+soak: setup
+	$(MAKE) --no-print-directory -C benchmarks soak
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o

@@ -123,9 +123,10 @@ class Connection:
         if self.tls:
             return self._recv_tls(timeout)
         raw = self.raw
+        buf = self.server.recv_buffer
         while True:
             try:
-                return raw.recv(RECV_SIZE)
+                return bytes(buf[:raw.recv_into(buf)])
             except BlockingIOError:
                 self.sock._wait(READ, timeout)
             except (ConnectionResetError, ConnectionAbortedError):
@@ -352,8 +353,9 @@ class Connection:
                 return self._recv_tls(0.0)
             except (BlockingIOError, TimeoutError):
                 return None
+        buf = self.server.recv_buffer
         try:
-            return self.raw.recv(RECV_SIZE)
+            return bytes(buf[:self.raw.recv_into(buf)])
         except BlockingIOError:
             return None
         except (ConnectionResetError, ConnectionAbortedError):

@@ -24,7 +24,7 @@ from lichen.proxy import AllowList, ProxyHeaders
 from lichen.server import StreamServer
 from lichen.sync import Event
 from lichen.wsgi.accesslog import AccessLog
-from lichen.wsgi.connection import Connection
+from lichen.wsgi.connection import RECV_SIZE, Connection
 from lichen.wsgi.environ import base_environ
 from lichen.wsgi.response import FileWrapper
 
@@ -103,6 +103,9 @@ class WSGIServer(StreamServer):
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
         self._free_parsers: list[RequestParser] = []
+        # Plain-socket reads land here and only the bytes read are copied out (no 64 KiB
+        # allocation per read, which fragments the heap). Used by this server's hub thread only.
+        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self.requests_served = 0  # for max-requests worker recycling
         self._hub = get_hub()
         self._reaper: Timer | None = None
@@ -260,13 +263,22 @@ class WSGIServer(StreamServer):
         if conn.closed:
             return
         free = self._free
-        g = free.pop() if free else greenlet(self._worker, parent=self._hub.glet)
+        if free:
+            g = free.pop()
+        else:
+            # A new worker is started without arguments and parks at once: greenlet holds the
+            # arguments of the first switch for the greenlet's whole life, so a connection
+            # passed there would stay referenced (sockets and all) while the worker sits in
+            # the free list.
+            g = greenlet(self._worker, parent=self._hub.glet)
+            g.switch()
         g.switch(conn)
 
-    def _worker(self, conn: Connection | None) -> None:
+    def _worker(self) -> None:
         free = self._free
         me = getcurrent()
         hub_switch = self._hub.glet.switch
+        conn: Connection | None = hub_switch()  # the first connection, from dispatch()
         while conn is not None:
             conn.worker = me
             try:
