@@ -188,7 +188,14 @@ class StreamServer:
         self.init_socket()
         self.started = True
         self._stopped_event.clear()
+        defer = getattr(_stdlib, "TCP_DEFER_ACCEPT", None)
         for sock in self.sockets:
+            if defer is not None and self.settings.defer_accept and sock.family in (_stdlib.AF_INET,
+                                                                                    _stdlib.AF_INET6):
+                try:
+                    sock.setsockopt(_stdlib.IPPROTO_TCP, defer, 1)  # seconds
+                except OSError:
+                    pass  # not a TCP socket after all, or not supported: accept normally
             lsock = lsocket.socket(sock=sock)
             self._lsocks.append(lsock)
             self._acceptors.append(spawn(self._accept_loop, lsock))

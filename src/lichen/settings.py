@@ -102,6 +102,9 @@ class Settings:
                                    _header_name)
     proxy_protocol: bool = _setting(False, "expect a PROXY protocol v1/v2 header at the start of every connection")
     proxy_allow_ips: str = _setting("127.0.0.1,::1", "peers allowed to send a PROXY protocol header", _allow_list)
+    defer_accept: bool = _setting(
+        True, "TCP_DEFER_ACCEPT on TCP listeners (Linux): a connection is accepted once its first bytes "
+              "arrive, which saves a wasted read and a wake-up for each new connection")
     threads: int = _setting(
         0, "run the WSGI app in a pool of this many OS threads (for blocking apps); socket I/O, parsing "
            "and idle connections stay on the hub. 0 runs the app on greenlets", _non_negative)
