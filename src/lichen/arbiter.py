@@ -134,13 +134,15 @@ class Arbiter:
 
     # Setup ----------------------------------------------------------------
     def run(self) -> int:
+        # Signals first: a TERM that arrives as soon as the port answers must
+        # be a graceful stop, not the default action.
+        self._install_signals()
         self.sockets = make_listeners(self.cfg, self.settings.backlog)
         for sock in self.sockets:
             addr = sock.getsockname()
             where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
             log.info("lichen master %d listening on %s", os.getpid(), where)
         self._write_pidfile()
-        self._install_signals()
         try:
             self.spawn_missing()
             sd_notify("READY=1\nSTATUS=serving")
