@@ -244,8 +244,16 @@ class Arbiter:
         max_requests = self.cfg.max_requests
         if max_requests and self.cfg.max_requests_jitter:
             max_requests += random.randint(0, self.cfg.max_requests_jitter)
-        pid = os.fork()
+        # Signals stay blocked across fork: in the child, until its handlers
+        # are reset, the master's handler would swallow a TERM meant for it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            raise
         if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             self.workers[pid] = WorkerInfo(pid, self.age, self.generation, hb, time.monotonic())
             return
         # Child: never return into the master's code.
@@ -256,6 +264,7 @@ class Arbiter:
             for sig in _SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # a pending TERM now ends us
             assert self._pipe is not None
             for fd in self._pipe:
                 os.close(fd)
