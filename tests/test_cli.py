@@ -140,3 +140,12 @@ def test_bad_option_value_exits_2():
     out = subprocess.run([sys.executable, "-m", "lichen", "--workers", "zero"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 2 and "--workers" in out.stderr
+
+
+def test_help_lists_every_option_and_exits_0():
+    out = subprocess.run([sys.executable, "-m", "lichen", "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for flag in ("--bind", "--workers", "--timeout", "--graceful-timeout", "--keep-alive", "--max-requests",
+                 "--reload", "--forwarded-allow-ips", "--proxy-protocol", "--threads", "--stall-detector",
+                 "--access-log-format", "--print-config"):
+        assert flag in out.stdout

@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="a Python config file (lichen.conf.py)")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
     for opt in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": opt.name, "help": opt.help + (f" (default: {opt.default})"
-                                                                         if opt.default not in (None, False) else "")}
+        text = opt.help + (f" (default: {opt.default})" if opt.default not in (None, False) else "")
+        # argparse %-formats help texts; defaults such as the access log format contain "%".
+        kwargs: dict[str, Any] = {"dest": opt.name, "help": text.replace("%", "%%")}
         if opt.flag_only:
             kwargs["action"] = "store_true"
         else:
