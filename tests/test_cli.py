@@ -149,3 +149,9 @@ def test_help_lists_every_option_and_exits_0():
                  "--reload", "--forwarded-allow-ips", "--proxy-protocol", "--threads", "--stall-detector",
                  "--access-log-format", "--print-config"):
         assert flag in out.stdout
+
+
+def test_version_prints_lichens_version():
+    import lichen
+    out = subprocess.run([sys.executable, "-m", "lichen", "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == f"lichen {lichen.__version__}"

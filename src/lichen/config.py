@@ -184,6 +184,12 @@ class Config:
         return "\n".join(lines)
 
 
+def _version() -> str:
+    from lichen import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lichen", description="Serve a WSGI application with lichen (a prefork master with greenlet workers).",
@@ -194,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the app, as uWSGI's --module / twistd's --wsgi spell it")
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="a Python config file (lichen.conf.py)")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
+    p.add_argument("-v", "--version", action="version", version=f"lichen {_version()}")
     for opt in OPTIONS:
         text = opt.help + (f" (default: {opt.default})" if opt.default not in (None, False) else "")
         # argparse %-formats help texts; defaults such as the access log format contain "%".
