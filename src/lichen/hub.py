@@ -163,28 +163,24 @@ class Hub:
         watcher.callback = cur.switch
         watcher.waiter = cur
         watcher.start(events)
-        if timeout is None:
-            try:
-                return self.switch()
-            finally:
-                watcher.waiter = None
-                if watcher.active:
-                    watcher.stop()
-        own = timer is None
-        if own:
-            timer = Timer(self.loop)
-        timer.callback = cur.switch  # a timer event carries flags 0
-        timer.start(max(timeout, 0.0), 0.0)
+        own = False
+        if timeout is not None:
+            own = timer is None
+            if timer is None:
+                timer = Timer(self.loop)
+            timer.callback = cur.switch  # a timer event carries flags 0
+            timer.start(max(timeout, 0.0), 0.0)
         try:
             return self.switch()
         finally:
             watcher.waiter = None
             if watcher.active:
                 watcher.stop()
-            if own:
-                timer.close()
-            elif timer.active:
-                timer.stop()
+            if timeout is not None:
+                if own:
+                    timer.close()  # type: ignore[union-attr]
+                elif timer.active:  # type: ignore[union-attr]
+                    timer.stop()  # type: ignore[union-attr]
 
     def cancel_wait(self, watcher: Io, exc: BaseException) -> None:
         """Wake the greenlet blocked in `wait_io` on `watcher` (if any) with
