@@ -599,3 +599,36 @@ def test_flood_of_1000_garbage_connections_leaves_the_server_serving_with_no_lea
         assert serves(srv)
         before.assert_no_leak(srv)
     assert not records(logs, logging.WARNING), [r.getMessage() for r in records(logs, logging.WARNING)][:5]
+
+
+def test_413_to_a_client_still_sending_its_body_ends_in_a_clean_eof_not_a_reset():
+    """Lingering close: the server half-closes and drains what the client
+    still sends instead of closing with unread input, which makes the kernel
+    answer with a reset that can destroy the response in flight."""
+    import socket as _socket
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with ServerThread(app, max_body=1000) as srv:
+        outcomes = []
+        for _ in range(5):
+            s = _socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n")
+            chunk = b"x" * 65536
+            data = b""
+            try:
+                for _ in range(20):
+                    s.sendall(chunk)
+                while True:
+                    part = s.recv(65536)
+                    if not part:
+                        outcomes.append(("eof", data[:12]))
+                        break
+                    data += part
+            except (ConnectionResetError, BrokenPipeError):
+                outcomes.append(("reset", data[:12]))
+            s.close()
+    assert outcomes == [("eof", b"HTTP/1.1 413")] * 5

@@ -31,6 +31,11 @@ __all__ = ["Connection", "ClientGone"]
 
 log = logging.getLogger("lichen.error")
 RECV_SIZE = 65536
+# Lingering close: how long, how quietly, and how much we read and discard
+# from a client that is still sending when we close.
+LINGER_TIME = 2.0
+LINGER_IDLE = 0.5
+LINGER_BYTES = 64 << 20
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 
@@ -43,7 +48,7 @@ class Connection:
     """Server side of one client connection."""
 
     __slots__ = ("server", "sock", "raw", "addr", "parser", "busy", "closed", "tls", "worker",
-                 "requests", "_head_deadline", "_continue_sent", "_expect_continue", "_undrainable", "_response",
+                 "requests", "_unread_body", "_head_deadline", "_continue_sent", "_expect_continue", "_undrainable", "_response",
                  "__weakref__")
 
     def __init__(self, server: Any, sock: Any, addr: Any, tls: bool = False) -> None:
@@ -57,6 +62,7 @@ class Connection:
         self.tls = tls
         self.worker: Any = None
         self.requests = 0
+        self._unread_body = False
         self._head_deadline: float | None = None
         self._continue_sent = False
         self._expect_continue = False
@@ -243,7 +249,10 @@ class Connection:
                 self.requests += 1
                 srv.requests_served += 1
                 if not keep or srv.stopping:
-                    self.close()
+                    if self._unread_body or not parser.idle:
+                        self.linger_close()  # the client may still be sending
+                    else:
+                        self.close()
                     return
                 woke = False
                 continue
@@ -390,7 +399,44 @@ class Connection:
                 self.sendall(build_simple_response(status, message, date=self.server.date(),
                                                    server=self.server.server_header_bytes))
             except ClientGone:
-                pass
+                self.close()
+                return
+        self.linger_close()
+
+    def linger_close(self) -> None:
+        """Close a connection whose client may still be sending: half-close,
+        then read and discard for a moment. Closing with unread input makes
+        the kernel answer with a reset, which can destroy the response we
+        just sent before the client reads it."""
+        if self.closed:
+            return
+        if self.tls:
+            self.close()
+            return
+        raw = self.raw
+        try:
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        buf = self.server.recv_buffer
+        deadline = time.monotonic() + LINGER_TIME
+        budget = LINGER_BYTES
+        try:
+            while budget > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    n = raw.recv_into(buf)
+                except BlockingIOError:
+                    self.sock._wait(READ, min(left, LINGER_IDLE))
+                    continue
+                if not n:
+                    break
+                budget -= n
+        except (OSError, TimeoutError):
+            pass
         self.close()
 
     # One request -------------------------------------------------------------
@@ -448,6 +494,7 @@ class Connection:
             self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
         else:
             self._expect_continue = False
+            self._unread_body = False
             inp = EMPTY_INPUT
         env = request_environ(srv.base_environ, self.addr, req, inp)
         if not srv.proxy_keys.isdisjoint(env):
@@ -467,6 +514,7 @@ class Connection:
             self._undrainable = None
             if ok:
                 ok = self._finish_body(req, inp)
+            self._unread_body = not inp.finished
         if access is not None:
             access(env, resp, time.time() - started)
         return ok and resp.keep_alive and not resp.must_close
