@@ -283,3 +283,24 @@ def test_uwsgi_style_http_and_module_options_serve_the_app():
         assert get(port)[0] == 200
     finally:
         m.close()
+
+
+def test_int_is_a_fast_stop_that_does_not_wait_for_requests_in_flight(master_factory):
+    m = master_factory("-w", "1", APP)
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = get(m.port, "/slow?10", timeout=15)
+        except OSError as e:
+            result["r"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    m.signal(signal.SIGINT)
+    assert m.wait(10) == 0
+    assert time.monotonic() - t0 < 4.0  # not the 10 s of the request
+    t.join(15)
+    assert isinstance(result["r"], OSError)  # cut, not answered
