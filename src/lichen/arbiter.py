@@ -448,24 +448,28 @@ def _touched(info: WorkerInfo) -> bool:
         return False
 
 
+def _log_handlers() -> list[logging.Handler]:
+    """The handlers lichen's command line installs (root, access, error)."""
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]
+    return [h for logger in loggers for h in logger.handlers]
+
+
 def reopen_log_files() -> None:
-    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]:
-        for h in logger.handlers:
-            if isinstance(h, logging.FileHandler):
-                h.acquire()
-                try:
-                    if h.stream:
-                        h.stream.close()
-                    h.stream = h._open()
-                finally:
-                    h.release()
+    for h in _log_handlers():
+        if isinstance(h, logging.FileHandler):
+            h.acquire()
+            try:
+                if h.stream:
+                    h.stream.close()
+                h.stream = h._open()
+            finally:
+                h.release()
 
 
 def _flush_logs() -> None:
-    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]:
-        for h in logger.handlers:
-            try:
-                h.flush()
-            except Exception:
-                pass
+    for h in _log_handlers():
+        try:
+            h.flush()
+        except Exception:
+            pass
 

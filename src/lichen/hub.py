@@ -272,10 +272,7 @@ class Hub:
         for item in items:
             w = get(item >> 3)
             if w is not None and w.active:
-                if w.oneshot:
-                    w.active = False
-                    if w._unref:
-                        w.loop.ref()  # balance the unref: libev stopped it
+                w.fired()
                 try:
                     w.callback(item & 7)
                 except (KeyboardInterrupt, SystemExit):
@@ -342,7 +339,8 @@ def _throw_if_still_waiting(watcher: Io, g: greenlet, exc: BaseException) -> Non
         g.throw(exc)
 
 
-def _throw_if_alive(g: greenlet, exc: BaseException) -> None:
+def throw_if_alive(g: greenlet, exc: BaseException) -> None:
+    """Raise `exc` in `g` unless it already finished (run it from the hub)."""
     if not g.dead:
         g.throw(exc)
 
@@ -511,7 +509,7 @@ class Greenlet(greenlet):
         except (KeyboardInterrupt, SystemExit) as e:
             self.exception = e
             hub = self._hub
-            hub.run_callback(_throw_if_alive, hub.root, e)
+            hub.run_callback(throw_if_alive, hub.root, e)
         except BaseException as e:
             self.exception = e
             log.error("greenlet %s failed", self._describe(), exc_info=e)
@@ -598,7 +596,7 @@ class Greenlet(greenlet):
             if self._start_cb is None or not self._start_cb.pending:
                 self._start_cb = self._hub.run_callback(self.switch)
         else:
-            self._hub.run_callback(_throw_if_alive, self, exc)
+            self._hub.run_callback(throw_if_alive, self, exc)
         if block:
             self.join(timeout)
 
@@ -610,7 +608,7 @@ class Greenlet(greenlet):
 def spawn(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Greenlet:
     """Run `fn(*args, **kwargs)` in a new greenlet; returns its handle."""
     g = Greenlet(fn, *args, **kwargs)
-    g._start_cb = g._hub.run_callback(g.switch)
+    g.start()
     return g
 
 

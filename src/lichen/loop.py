@@ -157,8 +157,8 @@ class Watcher:
 
     `callback(flags)` is called by whoever drains the loop's ready items (the
     hub); the loop never calls Python itself. `active` mirrors libev's state:
-    for one-shot watchers libev stops them in C, and the drainer calls
-    `fired()` to bring the flag (and the ref count) in line.
+    one-shot watchers are stopped by libev itself, and the drainer calls
+    `fired()` for each event to bring the flag (and the ref count) in line.
     """
 
     __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "oneshot", "__weakref__")
@@ -196,7 +196,10 @@ class Watcher:
         return True
 
     def fired(self) -> None:
-        """Called by the drainer for each event of a continuous watcher."""
+        """Called by the drainer for each event: a one-shot watcher was
+        already stopped by libev."""
+        if self.oneshot:
+            self._stopping()
 
     def unref(self) -> None:
         """Don't let this watcher keep the loop alive (call before start)."""
@@ -239,9 +242,6 @@ class Io(Watcher):
     def stop(self) -> None:
         if self._stopping():
             lib.ev_io_stop(self.loop._ptr, self._w)
-
-    def fired(self) -> None:
-        self._stopping()
 
     def rebind_start(self, fd: int, events: int) -> None:
         """Reuse this stopped watcher for a wait on `fd` and start it. It
@@ -293,10 +293,6 @@ class Timer(Watcher):
 
     def remaining(self) -> float:
         return lib.ev_timer_remaining(self.loop._ptr, self._w)
-
-    def fired(self) -> None:
-        if not self.repeat:
-            self._stopping()
 
     def stop(self) -> None:
         if self._stopping():

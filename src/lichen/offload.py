@@ -78,13 +78,7 @@ class _ThreadInput:
         return self._portal.call(self._inp.read1, size)
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
+        return iter(self.readline, b"")
 
     def close(self) -> None:
         pass

@@ -270,9 +270,7 @@ class Connection:
         connection closed) when it is missing, malformed or not allowed."""
         srv = self.server
         peer = self.addr[0] if isinstance(self.addr, tuple) else ""
-        if peer.startswith("::ffff:") and "." in peer:
-            peer = peer[7:]
-        if peer not in srv.proxy_allow:
+        if peer not in srv.proxy_allow:  # AllowList maps ::ffff:a.b.c.d itself
             srv.log_error("closing %s: not allowed to send a PROXY protocol header", _peer(self.addr),
                           level=logging.WARNING)
             self.close()
@@ -582,7 +580,7 @@ class Connection:
         except (AttributeError, OSError):
             pos = 0
         size = max(os.fstat(fd).st_size - pos, 0)
-        head = resp._head(None if resp.has_header("content-length") else size)
+        head = resp._head(size)  # the app's own Content-Length wins in build_head
         framer = resp.framer
         try:
             limit = framer.remaining

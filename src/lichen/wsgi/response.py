@@ -145,10 +145,6 @@ class Response:
         if tail:
             self._send(tail)
 
-    def has_header(self, name: str) -> bool:
-        name = name.lower()
-        return any(k.lower() == name for k, _ in (self.headers or ()))
-
     @property
     def must_close(self) -> bool:
         """The body's framing went wrong (too short or cut): close after."""

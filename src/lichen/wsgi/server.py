@@ -18,7 +18,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from lichen import socket as lsocket
 from lichen.http import RequestParser
-from lichen.hub import get_hub
+from lichen.hub import get_hub, throw_if_alive
 from lichen.loop import Timer
 from lichen.proxy import AllowList, ProxyHeaders
 from lichen.server import StreamServer
@@ -220,7 +220,7 @@ class WSGIServer(StreamServer):
             worker = conn.worker
             conn.close()
             if worker is not None and worker is not cur and not worker.dead:
-                self._hub.run_callback(_kill, worker)
+                self._hub.run_callback(throw_if_alive, worker, GreenletExit())
         free, self._free = self._free, []
         for g in free:
             self._hub.run_callback(g.switch, None)
@@ -300,10 +300,6 @@ class WSGIServer(StreamServer):
             free.append(me)
             conn = hub_switch()
 
-
-def _kill(g: greenlet) -> None:
-    if not g.dead:
-        g.throw(GreenletExit)
 
 
 
