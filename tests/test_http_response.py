@@ -475,3 +475,60 @@ def test_simple_response_rejects_out_of_range_status():
 
 def test_continue_response_constant():
     assert CONTINUE_RESPONSE == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+# -- build_whole_response --------------------------------------------------
+
+from lichen.http import FINISHED, build_whole_response  # noqa: E402
+
+
+def whole(body=b"hello", status="200 OK", headers=(), *, method="GET", http_version="1.1",
+          keep_alive=True, date=DATE):
+    return build_whole_response(status, list(headers), body, http_version=http_version, method=method,
+                                keep_alive=keep_alive, date=date, server=b"lichen")
+
+
+def test_whole_response_is_the_head_build_head_makes_followed_by_the_body():
+    head, _framer, keep = build_head("200 OK", [("Content-Type", "text/plain")], http_version="1.1",
+                                     method="GET", keep_alive=True, date=DATE, server=b"lichen", length=5)
+    assert whole(headers=[("Content-Type", "text/plain")]) == (head + b"hello", 200, keep, len(head))
+
+
+def test_whole_response_to_head_request_carries_no_body():
+    data, code, _keep, head_len = whole(method="HEAD", headers=[("Content-Length", "5")])
+    assert data.endswith(b"\r\n\r\n") and len(data) == head_len and code == 200
+
+
+def test_whole_response_with_204_drops_body():
+    data, code, _keep, head_len = whole(status="204 No Content")
+    assert len(data) == head_len and code == 204 and b"Content-Length" not in data
+
+
+def test_whole_response_declines_app_content_length_that_disagrees_with_body():
+    assert whole(headers=[("Content-Length", "99")]) is None
+
+
+def test_whole_response_reports_app_connection_close():
+    data, _code, keep, _n = whole(headers=[("Connection", "close")])
+    assert keep is False and b"Connection: close\r\n" in data
+
+
+def test_whole_response_cached_head_follows_the_date():
+    later = b"Wed, 26 Nov 2025 06:00:01 GMT"
+    first, second = whole(), whole(date=later)
+    assert DATE in first[0] and later in second[0] and DATE not in second[0]
+
+
+def test_whole_response_rejects_invalid_header_like_build_head():
+    with pytest.raises(LocalProtocolError):
+        whole(headers=[("X-Bad", "a\r\nb")])
+
+
+def test_whole_response_with_unhashable_header_items_matches_build_head():
+    head, _framer, _keep = build_head("200 OK", [["X-List", "v"]], http_version="1.1", method="GET",
+                                      keep_alive=True, date=DATE, server=b"lichen", length=5)
+    assert whole(headers=[["X-List", "v"]])[0] == head + b"hello"
+
+
+def test_finished_framer_is_complete_and_sends_nothing_more():
+    assert FINISHED.complete and not FINISHED.must_close and FINISHED.end() == b""

@@ -11,15 +11,18 @@ from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .request import END_OF_MESSAGE, EndOfMessage, Request, RequestParser
 from .response import (
     CONTINUE_RESPONSE,
+    FINISHED,
     Framer,
     build_head,
     build_simple_response,
+    build_whole_response,
 )
 
 __all__ = [
     "CONTINUE_RESPONSE",
     "END_OF_MESSAGE",
     "EndOfMessage",
+    "FINISHED",
     "Framer",
     "LocalProtocolError",
     "ProtocolError",
@@ -28,4 +31,5 @@ __all__ = [
     "RequestParser",
     "build_head",
     "build_simple_response",
+    "build_whole_response",
 ]

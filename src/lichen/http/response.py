@@ -16,8 +16,10 @@ from .errors import LocalProtocolError
 __all__ = [
     "CONTINUE_RESPONSE",
     "Framer",
+    "FINISHED",
     "build_head",
     "build_simple_response",
+    "build_whole_response",
 ]
 
 #: Interim response sent before reading the body of an
@@ -216,6 +218,9 @@ class _CloseFramer(Framer):
 
 _NO_BODY = _NoBodyFramer()
 _CLOSE_DELIMITED = _CloseFramer()
+#: The framer of a response whose head and whole body are already framed
+#: (build_whole_response): complete, reusable, and nothing more to send.
+FINISHED: Framer = _NO_BODY
 
 
 # -- head building --------------------------------------------------------
@@ -394,6 +399,57 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
         out.append(_CLOSE_LINE)
     out.append(b"\r\n")
     return b"".join(out), framer, keep_alive
+
+
+# Whole responses by (date, status, version, HEAD?, keep-alive, length,
+# server, *headers) -> (head, status code, keep-alive) or None when the
+# framing does not carry the body as is.  The date is part of the key, so
+# entries go stale each second; the dict is emptied when it fills.
+_WHOLE: dict[tuple, tuple[bytes, int, bool] | None] = {}
+
+
+def build_whole_response(status: str, headers: list[tuple[str, str]], body: bytes, *,
+                         http_version: str, method: str, keep_alive: bool,
+                         date: bytes, server: bytes | None) -> tuple[bytes, int, bool, int] | None:
+    """The wire bytes of a response whose body is known whole.
+
+    Same rules as :func:`build_head` with ``length=len(body)``; for the
+    common case (the body goes out as is: Content-Length framing that
+    matches, or no body at all) the result is cached per second, so a
+    repeated response costs one dict lookup.
+
+    Returns:
+        ``(data, status_code, keep_alive, head_length)``, the body's framer
+        being :data:`FINISHED`; or ``None`` when the framing must see the
+        body (an app Content-Length that disagrees with it, HTTP/1.0
+        close-delimited...): use :func:`build_head` then.
+
+    Raises:
+        LocalProtocolError: (500) invalid status, header name or value.
+    """
+    n = len(body)
+    try:
+        key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, *headers)
+        hit = _WHOLE.get(key, False)
+    except TypeError:  # unhashable items: build_head rejects them
+        key, hit = (), False
+    if hit is False:
+        head, framer, keep = build_head(status, headers, http_version=http_version, method=method,
+                                        keep_alive=keep_alive, date=date, server=server, length=n)
+        if framer is _NO_BODY or (type(framer) is _LengthFramer and framer.remaining == n):
+            hit = (head, int(status[:3]), keep)
+        else:
+            hit = None
+        if key:
+            if len(_WHOLE) >= _CACHE_MAX:
+                _WHOLE.clear()
+            _WHOLE[key] = hit
+    if hit is None:
+        return None
+    head, code, keep = hit
+    if method == "HEAD" or code < 200 or code == 204 or code == 304:
+        return head, code, keep, len(head)
+    return head + body, code, keep, len(head)
 
 
 # -- canned responses -----------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from lichen.http import build_head
+from lichen.http import FINISHED, build_head, build_whole_response
 
 __all__ = ["FileWrapper", "Response", "ResponseStateError"]
 
@@ -131,6 +131,21 @@ class Response:
 
     def send_all_at_once(self, body: bytes) -> None:
         """The whole body is known: one send with a Content-Length."""
+        if self.status is None:
+            raise ResponseStateError("the application did not call start_response before sending a body")
+        req = self._request
+        keep_alive = self.keep_alive and not (self.will_close is not None and self.will_close())
+        whole = build_whole_response(self.status, self.headers or [], body, http_version=req.http_version,
+                                     method=req.method, keep_alive=keep_alive, date=self._date, server=self._server)
+        if whole is not None:
+            data, self.status_code, self.keep_alive, self.head_bytes = whole
+            self.framer = FINISHED
+            self.head_sent = True
+            self._send(data)
+            self.bytes_sent += len(body)
+            return
+        self.keep_alive = keep_alive  # asked once: _head() must not ask will_close() again
+        self.will_close = None
         head = self._head(len(body))
         framer = self.framer
         self._send(head + framer.frame(body) + framer.end() if body else head + framer.end())
