@@ -29,7 +29,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/_ev/*) | $(PY)
+$(STAMP): pyproject.toml setup.py $(wildcard src/_ev/*) $(wildcard src/_http/*) | $(PY)
 	$(MAKE) --no-print-directory libev
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -60,4 +60,4 @@ soak: setup
 	$(MAKE) --no-print-directory -C benchmarks soak
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o
+	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o src/lichen/_fastpath*.so

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lichen.http import END_OF_MESSAGE, ProtocolError, Request, RequestParser
+from mutations import mutated as mutate
 
 SCALE = max(1, int(os.environ.get("LICHEN_FUZZ_SCALE", "1")))
 
@@ -368,33 +369,8 @@ def fragment_messages(draw) -> bytes:
     return b"".join(out)
 
 
-@st.composite
-def mutated(draw, base) -> bytes:
-    data = bytearray(draw(base))
-    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 2, 3, 6]))):
-        op = draw(st.sampled_from(["flip", "set", "insert", "special", "fragment", "delete", "duplicate",
-                                   "truncate"]))
-        # (Not integers(0, len): hypothesis favours the ends of a range, and
-        # most mutations would hit the method.)
-        pos = draw(st.integers(0, 1 << 16)) % (len(data) + 1)
-        if op == "flip" and pos < len(data):
-            data[pos] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set" and pos < len(data):
-            data[pos] = draw(st.integers(0, 255))
-        elif op == "insert":
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=4))
-        elif op == "special":
-            data[pos:pos] = draw(st.sampled_from(SPECIAL))
-        elif op == "fragment":
-            data[pos:pos] = draw(st.sampled_from(FRAGMENTS))
-        elif op == "delete":
-            del data[pos:pos + draw(st.integers(1, 8))]
-        elif op == "duplicate":
-            end = min(len(data), pos + draw(st.integers(1, 40)))
-            data[pos:pos] = data[pos:end]
-        elif op == "truncate":
-            del data[pos:]
-    return bytes(data)
+def mutated(base):
+    return mutate(base, SPECIAL + FRAGMENTS, rounds=(1, 1, 1, 2, 2, 3, 6), max_delete=8, max_duplicate=40)
 
 
 grammar = st.one_of(fragment_messages(), st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=14).map(b"".join))

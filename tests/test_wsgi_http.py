@@ -188,6 +188,44 @@ def test_requests_pipelined_after_connection_close_are_not_answered(srv):
         assert c.read_until_close() == b""
 
 
+# The C fast lane ---------------------------------------------------------------
+def test_plain_requests_are_served_without_taking_a_parser():
+    with ServerThread(app, **LIMITS) as fresh, fresh.connect() as c:
+        for i in range(3):
+            c.send(get(f"/{i}", extra="Accept: */*\r\nCookie: a=1\r\n"))
+            assert c.read_response().body == f"hello /{i}".encode()
+        # A parser taken by a connection goes back to this free list when it idles.
+        assert fresh.server._free_parsers == []
+
+
+def test_a_request_the_fast_lane_declines_is_parsed_on_the_same_connection(srv):
+    with srv.connect() as c:
+        c.send(get("/a"))
+        assert c.read_response().body == b"hello /a"
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz")
+        assert c.read_response().body == b"xyz"
+        c.send(get("/b"))
+        assert c.read_response().body == b"hello /b"
+
+
+def test_fast_lane_head_followed_by_a_partial_request_waits_for_the_rest(srv):
+    with srv.connect() as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.send(get("/a") + b"GET /b HTTP/1.1\r\nHo")
+        assert c.read_response().body == b"hello /a"
+        time.sleep(0.05)
+        c.send(b"st: x\r\n\r\n")
+        assert c.read_response().body == b"hello /b"
+
+
+def test_fast_lane_leaves_errors_to_the_parser(srv, errlog):
+    with srv.connect() as c:
+        c.send(get("/a") + b"GET /b HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+        assert c.read_response().body == b"hello /a"
+        assert c.read_response().status == 400
+    assert "more than one Host header" in error_lines(errlog)
+
+
 # Chunked -----------------------------------------------------------------------
 def test_chunked_request_body_is_dechunked_with_extensions_and_trailers(srv):
     with srv.connect() as c:

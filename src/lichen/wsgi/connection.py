@@ -224,45 +224,83 @@ class Connection:
     def serve(self) -> None:
         """Serve requests until the connection goes idle or closes."""
         srv = self.server
-        parser = self.parser
-        if parser is None:
-            parser = self.parser = srv.take_parser()
-        if srv.proxy_allow is not None and self.requests == 0 and not self._proxy_header(parser):
+        if srv.proxy_allow is not None and self.requests == 0 and not self._proxy_header(self._parser()):
             return
         if self.tls and not self._handshake():
             return
+        fast = srv.fast_parse
         woke = True
         while True:
-            try:
-                ev = parser.next_event()
-            except RemoteProtocolError as e:
-                self._reject(e)
-                return
-            if ev is None:
-                if not self._read_more(parser, woke):
+            # The parser is taken only when the fast lane declines a request:
+            # plain requests never touch it.
+            parser = self.parser
+            idle = True
+            if parser is not None:
+                try:
+                    ev = parser.next_event()
+                except RemoteProtocolError as e:
+                    self._reject(e)
                     return
-                woke = False
-                continue
-            if type(ev) is Request:
-                self._head_deadline = None
-                keep = self.handle_request(ev)
-                self.requests += 1
-                srv.requests_served += 1
-                if not keep or srv.stopping:
-                    if self._unread_body or not parser.idle:
-                        self.linger_close()  # the client may still be sending
-                    else:
+                if ev is not None:
+                    if type(ev) is Request:
+                        self._head_deadline = None
+                        if not self._request_done(self.handle_request(ev), self._unread_body or not parser.idle):
+                            return
+                        woke = False
+                    elif ev is not END_OF_MESSAGE:  # (END_OF_MESSAGE ends a request without body)
+                        # A body chunk after the app returned cannot happen:
+                        # handle_request drains the body. Treat as a bug, loudly.
+                        log.error("unexpected parser event %r between requests from %s", ev, self.addr)
                         self.close()
-                    return
-                woke = False
-                continue
-            if ev is END_OF_MESSAGE:
-                continue  # the end of a request without body
-            # A body chunk after the app returned cannot happen:
-            # handle_request drains the body. Treat as a bug, loudly.
-            log.error("unexpected parser event %r between requests from %s", ev, self.addr)
+                        return
+                    continue
+                idle = parser.idle
+            data = self._read_more(idle, woke)
+            if data is None:
+                return
+            woke = False
+            if idle and fast is not None:
+                # The start of a request: plain bodiless heads take the C fast
+                # lane; anything else goes to the parser below.
+                got = fast(data, self.addr)
+                if got is not None:
+                    env, req, used = got
+                    rest = len(data) > used
+                    if not self._request_done(self.handle_request(req, env), rest):
+                        return
+                    if not rest:
+                        continue
+                    data = data[used:]
+            if parser is None:
+                parser = self._parser()
+            if parser.idle:
+                self._head_deadline = srv.now() + srv.settings.header_timeout
+            try:
+                parser.feed(data)
+            except RemoteProtocolError:
+                # Requests queued before the bad bytes are still answered, in
+                # order: next_event() raises the error once they are drained.
+                pass
+
+    def _parser(self) -> Any:
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = self.server.take_parser()
+        return parser
+
+    def _request_done(self, keep: bool, client_sending: bool) -> bool:
+        """Count a served request; close the connection (lingering when the
+        client may still be sending) unless it may serve another one."""
+        srv = self.server
+        self.requests += 1
+        srv.requests_served += 1
+        if keep and not srv.stopping:
+            return True
+        if client_sending:
+            self.linger_close()
+        else:
             self.close()
-            return
+        return False
 
     def _proxy_header(self, parser: Any) -> bool:
         """Read the PROXY protocol header that must open the connection;
@@ -307,27 +345,27 @@ class Connection:
         self._head_deadline = srv.now() + srv.settings.header_timeout
         return True
 
-    def _read_more(self, parser: Any, woke: bool) -> bool:
-        """Get more bytes for the parser; False when the connection was
-        parked or closed instead."""
+    def _read_more(self, idle: bool, woke: bool) -> bytes | None:
+        """More bytes from the client (at least one); None when the
+        connection was parked or closed instead. `idle`: no partial
+        request is buffered."""
         srv = self.server
-        if parser.idle:
+        if idle:
             # Decrypted bytes OpenSSL already holds will not wake the watcher.
             if not woke and not (self.tls and self.sock.pending()):
                 self.go_idle()
-                return False
+                return None
             try:
                 data = self._try_recv()
             except ClientGone:
                 self.close()
-                return False
+                return None
             if data is None:  # woken without data: park again
                 self.go_idle()
-                return False
+                return None
             if not data:
                 self.close()
-                return False
-            self._head_deadline = srv.now() + srv.settings.header_timeout
+                return None
         else:
             deadline = self._head_deadline
             if deadline is None:
@@ -338,20 +376,14 @@ class Connection:
                 srv.log_error("closing %s: request header not complete within %.1f s (408)",
                               _peer(self.addr), srv.settings.header_timeout, level=logging.INFO)
                 self._reply_error(408, "Request Timeout: the request header took too long")
-                return False
+                return None
             except (ClientGone, OSError):
                 self.close()
-                return False
+                return None
             if not data:
                 self.close()  # client gave up mid-request; nobody to answer
-                return False
-        try:
-            parser.feed(data)
-        except RemoteProtocolError:
-            # Requests queued before the bad bytes are still answered, in
-            # order: next_event() raises the error once they are drained.
-            pass
-        return True
+                return None
+        return data
 
     def _try_recv(self) -> bytes | None:
         """One non-blocking read: None if nothing is there yet."""
@@ -479,11 +511,12 @@ class Connection:
         big = self._undrainable
         return big is not None and big[0] - big[1].bytes_read > self.server.settings.max_discard
 
-    def handle_request(self, req: Request) -> bool:
+    def handle_request(self, req: Request, env: dict | None = None) -> bool:
         """Run the app for `req` and write its response; returns whether the
-        connection may serve another request."""
+        connection may serve another request. `env` is given when the fast
+        lane already built it (a request without body)."""
         srv = self.server
-        has_body = bool(req.chunked or req.content_length)
+        has_body = env is None and bool(req.chunked or req.content_length)
         self._continue_sent = False
         if has_body:
             self._expect_continue = req.expect_continue
@@ -494,7 +527,8 @@ class Connection:
             self._expect_continue = False
             self._unread_body = False
             inp = EMPTY_INPUT
-        env = request_environ(srv.base_environ, self.addr, req, inp)
+        if env is None:
+            env = request_environ(srv.base_environ, self.addr, req, inp)
         if not srv.proxy_keys.isdisjoint(env):
             try:
                 apply_proxy_headers(env, srv.proxy_headers)

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from lichen import socket as lsocket
-from lichen.http import RequestParser
+from lichen._fastpath import FastParser
+from lichen.http import Request, RequestParser
 from lichen.hub import get_hub, throw_if_alive
 from lichen.loop import Timer
 from lichen.proxy import AllowList, ProxyHeaders
@@ -26,6 +27,7 @@ from lichen.sync import Event
 from lichen.wsgi.accesslog import AccessLog
 from lichen.wsgi.connection import RECV_SIZE, Connection
 from lichen.wsgi.environ import base_environ
+from lichen.wsgi.input import EMPTY_INPUT
 from lichen.wsgi.response import FileWrapper
 
 __all__ = ["WSGIServer"]
@@ -99,7 +101,9 @@ class WSGIServer(StreamServer):
         self._access = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
-        self.base_environ: dict[str, Any] = {}
+        self._base_environ: dict[str, Any] = {}
+        # The C fast lane for plain bodiless heads; None until the base environ exists.
+        self.fast_parse: Callable[[bytes, Any], Any] | None = None
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
         self._free_parsers: list[RequestParser] = []
@@ -113,6 +117,19 @@ class WSGIServer(StreamServer):
         self._date_next = 0.0
         self._date = b""
         self._drained = Event()
+
+    @property
+    def base_environ(self) -> dict[str, Any]:
+        """What every request's environ starts from (wsgi.*, SERVER_*)."""
+        return self._base_environ
+
+    @base_environ.setter
+    def base_environ(self, env: dict[str, Any]) -> None:
+        # The fast lane copies the same dict, so it is rebuilt with it.
+        self._base_environ = env
+        st = self.settings
+        self.fast_parse = FastParser(env, EMPTY_INPUT, Request, st.max_request_line, st.max_header_bytes,
+                                     st.max_header_count).parse
 
     # Shared per-request helpers -------------------------------------------
     def take_parser(self) -> RequestParser:

@@ -1,0 +1,624 @@
+/* lichen._fastpath: the fast lane for the common request head.
+ *
+ * Strategy: most requests a server sees are a complete, plain head with no
+ * body: a known method, an origin-form target, HTTP/1.1 or 1.0, a handful of
+ * ordinary fields.  For those, one pass over the bytes here builds the WSGI
+ * environ and the lichen.http Request directly, instead of llhttp calling a
+ * Python callback per field and Python building the environ afterwards.
+ *
+ * The lane recognises a deliberately *strict subset* of HTTP/1.1 and has no
+ * error paths of its own: anything it does not fully understand (a body, a
+ * partial head, Transfer-Encoding, Expect, Upgrade, an unusual byte, a limit
+ * reached, a second Host...) makes parse() return None, and the connection
+ * hands the same bytes to lichen.http.RequestParser, which stays the one
+ * authority on what is accepted and which status an error gets.  So the lane
+ * can only ever accept what that parser accepts, with identical results;
+ * tests/test_http_fastpath.py checks exactly that, differentially.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_NAME 64     /* longer field names take the slow lane */
+#define MAX_FIELDS 128  /* ditto for more fields than this */
+
+/* Byte classes. */
+#define C_TCHAR 1   /* token character (field names) */
+#define C_TARGET 2  /* allowed in an origin-form target (besides %XX) */
+#define C_VALUE 4   /* field-value byte: VCHAR, SP, HTAB (no obs-text) */
+#define C_HOST 8    /* plain reg-name / IPv4 host character */
+static unsigned char cls[256];
+
+static void
+init_classes(void)
+{
+    const char *tchar_extra = "!#$%&'*+-.^_`|~";
+    const char *target_extra = "-._~!$&'()*+,;=:@/?";
+    for (int c = 0; c < 256; c++) {
+        unsigned char v = 0;
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (alnum || (c && strchr(tchar_extra, c)))
+            v |= C_TCHAR;
+        if (alnum || (c && strchr(target_extra, c)))
+            v |= C_TARGET;
+        if ((c >= 0x21 && c <= 0x7e) || c == ' ' || c == '\t')
+            v |= C_VALUE;
+        if (alnum || c == '-' || c == '.' || c == '_' || c == '~')
+            v |= C_HOST;
+        cls[c] = v;
+    }
+}
+
+static int
+hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Methods the lane takes; others (and their errors) are the parser's. */
+static const char *method_names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+#define N_METHODS (sizeof(method_names) / sizeof(method_names[0]))
+static PyObject *method_str[N_METHODS];
+
+static PyObject *s_v11, *s_v10, *s_proto11, *s_proto10, *s_empty, *s_ffff;
+static PyObject *k_remote_addr, *k_remote_port, *k_method, *k_path, *k_query, *k_raw_uri, *k_request_uri,
+    *k_protocol, *k_input, *k_content_type, *k_content_length, *k_cookie, *k_host;
+static PyObject *s_comma, *s_semi;
+static PyObject *int_zero;
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t name_len;
+    const unsigned char *value;
+    Py_ssize_t value_len;
+} field_t;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *base;         /* the server's base environ (copied per request) */
+    PyObject *empty_input;  /* wsgi.input of a request without body */
+    PyObject *request_cls;  /* lichen.http.Request */
+    Py_ssize_t max_request_line;
+    Py_ssize_t max_header_bytes;
+    Py_ssize_t max_header_count;
+} FastParser;
+
+static int
+FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"base", "empty_input", "request_cls", "max_request_line", "max_header_bytes",
+                             "max_header_count", NULL};
+    PyObject *base, *empty_input, *request_cls;
+    Py_ssize_t mrl, mhb, mhc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn", kwlist, &PyDict_Type, &base, &empty_input,
+                                     &request_cls, &mrl, &mhb, &mhc))
+        return -1;
+    Py_INCREF(base);
+    Py_INCREF(empty_input);
+    Py_INCREF(request_cls);
+    Py_XSETREF(self->base, base);
+    Py_XSETREF(self->empty_input, empty_input);
+    Py_XSETREF(self->request_cls, request_cls);
+    self->max_request_line = mrl;
+    self->max_header_bytes = mhb;
+    self->max_header_count = mhc;
+    return 0;
+}
+
+static int
+FastParser_traverse(FastParser *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->base);
+    Py_VISIT(self->empty_input);
+    Py_VISIT(self->request_cls);
+    return 0;
+}
+
+static int
+FastParser_clear(FastParser *self)
+{
+    Py_CLEAR(self->base);
+    Py_CLEAR(self->empty_input);
+    Py_CLEAR(self->request_cls);
+    return 0;
+}
+
+static void
+FastParser_dealloc(FastParser *self)
+{
+    PyObject_GC_UnTrack(self);
+    FastParser_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+lower_equals(const unsigned char *p, Py_ssize_t n, const char *lit)
+{
+    Py_ssize_t i = 0;
+    for (; i < n; i++) {
+        unsigned char c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        if (!lit[i] || c != (unsigned char)lit[i])
+            return 0;
+    }
+    return lit[i] == 0;
+}
+
+/* host [":" port] with a plain host (letters, digits, - . _ ~) or empty;
+ * anything richer (IP literals, sub-delims, %XX) is left to the parser. */
+static int
+simple_host(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && (cls[p[i]] & C_HOST))
+        i++;
+    if (i == n)
+        return 1;
+    if (i == 0 || p[i] != ':')
+        return 0;
+    Py_ssize_t digits = n - i - 1;
+    if (digits < 1 || digits > 5)
+        return 0;
+    for (i++; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* The environ key of a field name, or NULL with no error for names the
+ * environ drops (those with "_": X-Foo_Bar must not pose as X-Foo-Bar). */
+static PyObject *
+environ_key(const unsigned char *name, Py_ssize_t n)
+{
+    char buf[5 + MAX_NAME];
+    if (memchr(name, '_', n))
+        return NULL;
+    if (lower_equals(name, n, "content-type"))
+        return Py_NewRef(k_content_type);
+    if (lower_equals(name, n, "content-length"))
+        return Py_NewRef(k_content_length);
+    memcpy(buf, "HTTP_", 5);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = name[i];
+        if (c >= 'a' && c <= 'z')
+            c -= 32;
+        else if (c == '-')
+            c = '_';
+        buf[5 + i] = (char)c;
+    }
+    return PyUnicode_FromStringAndSize(buf, 5 + n);
+}
+
+/* REMOTE_ADDR and REMOTE_PORT as lichen.wsgi.environ._remote() gives them;
+ * -1 (no error set) when the peer address has an unexpected shape. */
+static int
+remote_strings(PyObject *remote, PyObject **addr, PyObject **port)
+{
+    if (!PyTuple_Check(remote) || PyTuple_GET_SIZE(remote) < 2) {
+        *addr = Py_NewRef(s_empty);
+        *port = Py_NewRef(s_empty);
+        return 0;
+    }
+    PyObject *host = PyTuple_GET_ITEM(remote, 0);
+    if (!PyUnicode_CheckExact(host))
+        return -1;
+    if (PyUnicode_Tailmatch(host, s_ffff, 0, PY_SSIZE_T_MAX, -1) == 1 && PyUnicode_FindChar(host, '.', 0, PY_SSIZE_T_MAX, 1) >= 0) {
+        *addr = PyUnicode_Substring(host, 7, PyUnicode_GET_LENGTH(host));
+        if (*addr == NULL)
+            return -2;
+    } else {
+        *addr = Py_NewRef(host);
+    }
+    *port = PyObject_Str(PyTuple_GET_ITEM(remote, 1));
+    if (*port == NULL) {
+        Py_CLEAR(*addr);
+        return -2;
+    }
+    return 0;
+}
+
+static int
+set_item(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (v == NULL)
+        return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* Add one field to the environ; repeated HTTP_* fields join into a list
+ * (", ", or "; " for cookies), others are replaced. */
+static int
+add_field(PyObject *env, const field_t *f)
+{
+    PyObject *key = environ_key(f->name, f->name_len);
+    if (key == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *text = PyUnicode_DecodeLatin1((const char *)f->value, f->value_len, NULL);
+    if (text == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    PyObject *old = PyDict_GetItemWithError(env, key);
+    if (old == NULL && PyErr_Occurred())
+        goto fail;
+    /* Every key but the two CONTENT_* singletons starts with HTTP_. */
+    if (old != NULL && key != k_content_type && key != k_content_length) {
+        PyObject *sep = PyUnicode_Compare(key, k_cookie) == 0 ? s_semi : s_comma;
+        PyObject *joined = PyUnicode_Concat(old, sep);
+        if (joined == NULL)
+            goto fail;
+        PyObject *all = PyUnicode_Concat(joined, text);
+        Py_DECREF(joined);
+        Py_SETREF(text, all);
+        if (text == NULL)
+            goto fail;
+    }
+    int r = PyDict_SetItem(env, key, text);
+    Py_DECREF(key);
+    Py_DECREF(text);
+    return r;
+fail:
+    Py_DECREF(key);
+    Py_XDECREF(text);
+    return -1;
+}
+
+static PyObject *
+bytes_of(const unsigned char *p, Py_ssize_t n)
+{
+    return PyBytes_FromStringAndSize((const char *)p, n);
+}
+
+/* PATH_INFO: the path percent-decoded (every % was checked to start a valid
+ * escape), then read as latin-1, as PEP 3333 asks. */
+static PyObject *
+decoded_path(const unsigned char *p, Py_ssize_t n)
+{
+    if (!memchr(p, '%', n))
+        return PyUnicode_DecodeLatin1((const char *)p, n, NULL);
+    PyObject *out = PyUnicode_New(n, 255);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(out);
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] == '%') {
+            d[j++] = (Py_UCS1)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            i += 2;
+        } else {
+            d[j++] = p[i];
+        }
+    }
+    if (j == n)
+        return out;
+    PyObject *cut = PyUnicode_Substring(out, 0, j);
+    Py_DECREF(out);
+    return cut;
+}
+
+#define FALLBACK goto fallback
+
+static PyObject *
+FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, remote) takes 2 arguments");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *remote = args[1];
+    const unsigned char *buf = view.buf, *p = buf, *end = buf + view.len;
+    PyObject *env = NULL, *req = NULL, *headers = NULL, *result = NULL;
+    field_t fields[MAX_FIELDS];
+    Py_ssize_t nfields = 0, hbytes = 0;
+    Py_ssize_t host_field = -1, length_field = -1;
+    int conn_close = 0, conn_keep = 0;
+
+    /* Request line: METHOD SP origin-form SP HTTP/1.x CRLF */
+    const unsigned char *sp = memchr(p, ' ', end - p < 8 ? end - p : 8);
+    if (sp == NULL)
+        FALLBACK;
+    Py_ssize_t mlen = sp - p;
+    size_t m = 0;
+    for (; m < N_METHODS; m++)
+        if ((Py_ssize_t)strlen(method_names[m]) == mlen && memcmp(p, method_names[m], mlen) == 0)
+            break;
+    if (m == N_METHODS)
+        FALLBACK;
+    const unsigned char *target = sp + 1, *q = target, *qmark = NULL;
+    if (q >= end || *q != '/')
+        FALLBACK;
+    while (q < end && *q != ' ') {
+        unsigned char c = *q;
+        if (c == '%') {
+            if (end - q < 3 || hexval(q[1]) < 0 || hexval(q[2]) < 0)
+                FALLBACK;
+            q += 3;
+            continue;
+        }
+        if (!(cls[c] & C_TARGET))
+            FALLBACK;
+        if (c == '?' && qmark == NULL)
+            qmark = q;
+        q++;
+    }
+    Py_ssize_t tlen = q - target;
+    if (tlen > self->max_request_line - 13 || mlen + tlen + 10 > self->max_request_line)
+        FALLBACK;
+    if (end - q < 11 || memcmp(q, " HTTP/1.", 8) != 0 || (q[8] != '1' && q[8] != '0') || q[9] != '\r' ||
+        q[10] != '\n')
+        FALLBACK;
+    int http10 = q[8] == '0';
+    p = q + 11;
+
+    /* Fields until the empty line. */
+    for (;;) {
+        if (end - p < 2)
+            FALLBACK;
+        if (p[0] == '\r') {
+            if (p[1] != '\n')
+                FALLBACK;
+            p += 2;
+            break;
+        }
+        const unsigned char *name = p;
+        while (p < end && (cls[*p] & C_TCHAR))
+            p++;
+        Py_ssize_t nlen = p - name;
+        if (p >= end || *p != ':' || nlen == 0 || nlen > MAX_NAME)
+            FALLBACK;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const unsigned char *value = p;
+        while (p < end && (cls[*p] & C_VALUE))
+            p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+            FALLBACK;
+        const unsigned char *vend = p;
+        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
+            vend--;
+        p += 2;
+        if (nfields == MAX_FIELDS)
+            FALLBACK;
+        field_t *f = &fields[nfields];
+        f->name = name;
+        f->name_len = nlen;
+        f->value = value;
+        f->value_len = vend - value;
+        hbytes += nlen + f->value_len;
+        /* Fields with a meaning for framing or the connection. */
+        switch (name[0] | 0x20) {
+        case 'h':
+            if (lower_equals(name, nlen, "host")) {
+                if (host_field >= 0 || !simple_host(f->value, f->value_len))
+                    FALLBACK;
+                host_field = nfields;
+            }
+            break;
+        case 'c':
+            if (lower_equals(name, nlen, "content-length")) {
+                /* Only a zero length: a body is the parser's business. */
+                if (length_field >= 0 || f->value_len == 0)
+                    FALLBACK;
+                for (Py_ssize_t i = 0; i < f->value_len; i++)
+                    if (f->value[i] != '0')
+                        FALLBACK;
+                length_field = nfields;
+            } else if (lower_equals(name, nlen, "connection")) {
+                if (lower_equals(f->value, f->value_len, "close"))
+                    conn_close = 1;
+                else if (lower_equals(f->value, f->value_len, "keep-alive"))
+                    conn_keep = 1;
+                else
+                    FALLBACK;
+                if (conn_close && conn_keep)
+                    FALLBACK;
+            }
+            break;
+        case 't':
+            if (lower_equals(name, nlen, "transfer-encoding"))
+                FALLBACK;
+            break;
+        case 'e':
+            if (lower_equals(name, nlen, "expect"))
+                FALLBACK;
+            break;
+        case 'u':
+            if (lower_equals(name, nlen, "upgrade"))
+                FALLBACK;
+            break;
+        case 'p':
+            if (lower_equals(name, nlen, "proxy-connection"))
+                FALLBACK;
+            break;
+        }
+        nfields++;
+    }
+    if (nfields > self->max_header_count || hbytes + 4 * nfields > self->max_header_bytes)
+        FALLBACK;
+    if (host_field < 0 && !http10)
+        FALLBACK;
+    PyObject *raddr, *rport;
+    int rr = remote_strings(remote, &raddr, &rport);
+    if (rr == -1)
+        FALLBACK;
+    if (rr < 0)
+        goto error;
+
+    /* The environ. */
+    env = PyDict_Copy(self->base);
+    if (env == NULL) {
+        Py_DECREF(raddr);
+        Py_DECREF(rport);
+        goto error;
+    }
+    if (set_item(env, k_remote_addr, raddr) < 0 || set_item(env, k_remote_port, rport) < 0)
+        goto error;
+    PyObject *method = method_str[m];
+    if (PyDict_SetItem(env, k_method, method) < 0)
+        goto error;
+    const unsigned char *path_end = qmark ? qmark : target + tlen;
+    if (set_item(env, k_path, decoded_path(target, path_end - target)) < 0)
+        goto error;
+    if (qmark) {
+        if (set_item(env, k_query, PyUnicode_DecodeLatin1((const char *)qmark + 1, target + tlen - qmark - 1, NULL)) < 0)
+            goto error;
+    } else if (PyDict_SetItem(env, k_query, s_empty) < 0) {
+        goto error;
+    }
+    PyObject *uri = PyUnicode_DecodeLatin1((const char *)target, tlen, NULL);
+    if (uri == NULL)
+        goto error;
+    int bad = PyDict_SetItem(env, k_raw_uri, uri) < 0 || PyDict_SetItem(env, k_request_uri, uri) < 0;
+    Py_DECREF(uri);
+    if (bad)
+        goto error;
+    if (PyDict_SetItem(env, k_protocol, http10 ? s_proto10 : s_proto11) < 0 ||
+        PyDict_SetItem(env, k_input, self->empty_input) < 0)
+        goto error;
+    headers = PyList_New(nfields);
+    if (headers == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < nfields; i++) {
+        const field_t *f = &fields[i];
+        if (add_field(env, f) < 0)
+            goto error;
+        char lname[MAX_NAME];
+        for (Py_ssize_t j = 0; j < f->name_len; j++) {
+            unsigned char c = f->name[j];
+            lname[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        PyObject *pair = Py_BuildValue("(y#y#)", lname, f->name_len, (const char *)f->value, f->value_len);
+        if (pair == NULL)
+            goto error;
+        PyList_SET_ITEM(headers, i, pair);
+    }
+
+    /* As in request_environ(): the Host field has the last word, over an
+     * HTTP_HOST from the server's environ setting joined in above. */
+    if (host_field >= 0 &&
+        set_item(env, k_host, PyUnicode_DecodeLatin1((const char *)fields[host_field].value,
+                                                     fields[host_field].value_len, NULL)) < 0)
+        goto error;
+
+    /* The Request, exactly as lichen.http.RequestParser would make it. */
+    {
+        PyObject *host = host_field >= 0 ? bytes_of(fields[host_field].value, fields[host_field].value_len)
+                                         : Py_NewRef(Py_None);
+        PyObject *rargs[11];
+        rargs[0] = method;
+        rargs[1] = bytes_of(target, tlen);
+        rargs[2] = bytes_of(target, path_end - target);
+        rargs[3] = qmark ? bytes_of(qmark + 1, target + tlen - qmark - 1) : PyBytes_FromStringAndSize("", 0);
+        rargs[4] = http10 ? s_v10 : s_v11;
+        rargs[5] = headers;
+        rargs[6] = (http10 ? conn_keep && !conn_close : !conn_close) ? Py_True : Py_False;
+        rargs[7] = length_field >= 0 ? int_zero : Py_None;
+        rargs[8] = Py_False;
+        rargs[9] = Py_False;
+        rargs[10] = host;
+        if (host != NULL && rargs[1] != NULL && rargs[2] != NULL && rargs[3] != NULL)
+            req = PyObject_Vectorcall(self->request_cls, rargs, 11, NULL);
+        Py_XDECREF(rargs[1]);
+        Py_XDECREF(rargs[2]);
+        Py_XDECREF(rargs[3]);
+        Py_XDECREF(host);
+        if (req == NULL)
+            goto error;
+    }
+    result = Py_BuildValue("(NNn)", env, req, (Py_ssize_t)(p - buf));
+    env = req = NULL;
+    Py_DECREF(headers);
+    PyBuffer_Release(&view);
+    return result;
+
+fallback:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(env);
+    Py_XDECREF(req);
+    Py_XDECREF(headers);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyMethodDef FastParser_methods[] = {
+    {"parse", (PyCFunction)(void (*)(void))FastParser_parse, METH_FASTCALL,
+     "parse(data, remote) -> (environ, request, consumed) or None\n\n"
+     "The environ and Request of the complete, bodiless request head at the\n"
+     "start of `data`, from peer address `remote`; None when the head is not\n"
+     "in the fast lane's strict subset (the caller then uses RequestParser)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FastParserType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lichen._fastpath.FastParser",
+    .tp_basicsize = sizeof(FastParser),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "FastParser(base, empty_input, request_cls, max_request_line, max_header_bytes, max_header_count)\n\n"
+              "Builds environ and Request for plain bodiless request heads in one C pass.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FastParser_init,
+    .tp_dealloc = (destructor)FastParser_dealloc,
+    .tp_traverse = (traverseproc)FastParser_traverse,
+    .tp_clear = (inquiry)FastParser_clear,
+    .tp_methods = FastParser_methods,
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, "lichen._fastpath",
+    "The fast lane for plain request heads (see FastParser).", -1, NULL,
+};
+
+static int
+intern(PyObject **slot, const char *s)
+{
+    *slot = PyUnicode_InternFromString(s);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    init_classes();
+    for (size_t i = 0; i < N_METHODS; i++)
+        if (intern(&method_str[i], method_names[i]) < 0)
+            return NULL;
+    if (intern(&s_v11, "1.1") < 0 || intern(&s_v10, "1.0") < 0 || intern(&s_proto11, "HTTP/1.1") < 0 ||
+        intern(&s_proto10, "HTTP/1.0") < 0 || intern(&s_empty, "") < 0 || intern(&s_ffff, "::ffff:") < 0 ||
+        intern(&k_remote_addr, "REMOTE_ADDR") < 0 || intern(&k_remote_port, "REMOTE_PORT") < 0 ||
+        intern(&k_method, "REQUEST_METHOD") < 0 || intern(&k_path, "PATH_INFO") < 0 ||
+        intern(&k_query, "QUERY_STRING") < 0 || intern(&k_raw_uri, "RAW_URI") < 0 ||
+        intern(&k_request_uri, "REQUEST_URI") < 0 || intern(&k_protocol, "SERVER_PROTOCOL") < 0 ||
+        intern(&k_input, "wsgi.input") < 0 || intern(&k_content_type, "CONTENT_TYPE") < 0 ||
+        intern(&k_content_length, "CONTENT_LENGTH") < 0 || intern(&k_cookie, "HTTP_COOKIE") < 0 || intern(&k_host, "HTTP_HOST") < 0 ||
+        intern(&s_comma, ", ") < 0 || intern(&s_semi, "; ") < 0)
+        return NULL;
+    int_zero = PyLong_FromLong(0);
+    if (int_zero == NULL || PyType_Ready(&FastParserType) < 0)
+        return NULL;
+    PyObject *mod = PyModule_Create(&fastpath_module);
+    if (mod == NULL)
+        return NULL;
+    Py_INCREF(&FastParserType);
+    if (PyModule_AddObject(mod, "FastParser", (PyObject *)&FastParserType) < 0) {
+        Py_DECREF(&FastParserType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}
