@@ -1,13 +1,15 @@
 # Differential tests of the C fast lane for request heads (lichen._fastpath).
-# Strategy: the fast lane takes a strict subset of complete, body-less
-# HTTP/1.x heads and builds the Request and WSGI environ itself; for anything
+# Strategy: the fast lane takes a strict subset of complete HTTP/1.x heads
+# (no body, or a Content-Length one that the caller reads after the head) and
+# builds the Request and WSGI environ itself; for anything
 # else parse() returns None and the server asks the Python path
 # (lichen.http.RequestParser + lichen.wsgi.environ.request_environ), which
 # stays the authority.  So every call here goes through `lane()`, which checks
 # the whole contract against that authority on the same bytes:
-#   - accepted  => the parser reads exactly that Request from data[:consumed],
-#                  then END_OF_MESSAGE, and request_environ() gives an equal
-#                  environ (same types too); `base` is never touched;
+#   - accepted  => the parser reads exactly that Request from data[:consumed]
+#                  (then END_OF_MESSAGE, or the same body bytes when they are
+#                  all there), and request_environ() gives an equal environ
+#                  (same types too); `base` is never touched;
 #   - the parser rejects the first message => the lane returned None.
 # On top of that: one test per fallback trigger (None, and what the Python
 # path makes of it), one per accepted case (the environ fields), pipelining,
@@ -33,7 +35,7 @@ from lichen.wsgi.environ import base_environ, request_environ
 from lichen.wsgi.input import EMPTY_INPUT
 from mutations import mutated as mutate
 
-DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100}
+DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100, "max_body": None}
 PEER = ("127.0.0.1", 5555)
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
@@ -56,7 +58,7 @@ def make_base(extra: dict | None = None) -> dict:
 
 def fast_parser(base: dict, limits: dict) -> FastParser:
     return FastParser(base, EMPTY_INPUT, Request, limits["max_request_line"], limits["max_header_bytes"],
-                      limits["max_header_count"])
+                      limits["max_header_count"], limits["max_body"])
 
 
 # The authority ------------------------------------------------------------------------
@@ -98,13 +100,20 @@ def check_contract(data: bytes, got, remote, base: dict, limits: dict) -> None:
     if got is None:
         return  # falling back is always allowed
     events, err = python_reading(data, limits)
-    # Safety: the parser must read a complete, body-less first message from
-    # these very bytes (whatever it thinks of bytes after that message).
-    assert len(events) >= 2 and isinstance(events[0], Request) and events[1] is END_OF_MESSAGE, (
-        f"the fast lane took a head the parser does not: events={events!r} error={err!r}")
-
     assert type(got) is tuple and len(got) == 3, got
     env, req, consumed = got
+    # Safety: the parser must read the same first message from these very
+    # bytes (whatever it thinks of bytes after that message): the head, and
+    # a Content-Length body when all of it is here, else no error so far.
+    body = req.content_length or 0
+    assert events and isinstance(events[0], Request), (
+        f"the fast lane took a head the parser does not: events={events!r} error={err!r}")
+    if consumed + body <= len(data):
+        assert END_OF_MESSAGE in events, f"the parser does not complete this message: {events!r} {err!r}"
+        assert b"".join(e for e in events[:events.index(END_OF_MESSAGE)] if type(e) is bytes) == \
+            data[consumed:consumed + body]
+    else:
+        assert err is None, f"the parser rejects this message before its body is complete: {err!r}"
     assert type(consumed) is int
     # The head runs through its blank line; a strict head has no CR or LF of
     # its own, so that is the first CRLF CRLF.
@@ -115,8 +124,11 @@ def check_contract(data: bytes, got, remote, base: dict, limits: dict) -> None:
     p = RequestParser(**limits)
     p.feed(data[:consumed])
     py_req = p.next_event()
-    assert p.next_event() is END_OF_MESSAGE
-    assert p.next_event() is None and p.idle
+    if body:
+        assert p.next_event() is None and not p.idle  # the body is the caller's to read
+    else:
+        assert p.next_event() is END_OF_MESSAGE
+        assert p.next_event() is None and p.idle
     assert type(py_req) is Request and type(req) is Request
     assert req == py_req
     assert events[0] == py_req
@@ -157,16 +169,38 @@ def test_incomplete_head_falls_back():
         assert python_reading(data, DEFAULTS) == ([], None)  # the parser waits for more
 
 
-def test_request_with_body_falls_back():
+def test_content_length_body_is_left_to_the_caller_after_consumed():
     data = head(b"Host: a", b"Content-Length: 5", start=b"POST / HTTP/1.1") + b"hello"
-    assert lane(data) is None
-    assert parser_takes(data)[1] == b"hello"
+    env, req, consumed = accepted(data)
+    assert req.content_length == 5 and env["CONTENT_LENGTH"] == "5"
+    assert data[consumed:] == b"hello"
 
 
-def test_request_with_content_length_whose_body_has_not_arrived_falls_back():
+def test_content_length_head_is_taken_before_its_body_arrives():
     data = head(b"Host: a", b"Content-Length: 5", start=b"POST / HTTP/1.1")
+    assert accepted(data)[1].content_length == 5
+
+
+def test_content_length_over_max_body_falls_back():
+    data = head(b"Host: a", b"Content-Length: 11", start=b"POST / HTTP/1.1") + b"x" * 11
+    assert lane(data, max_body=10) is None
+    assert parser_rejects(data, max_body=10) == 413
+
+
+def test_content_length_at_max_body_is_taken():
+    data = head(b"Host: a", b"Content-Length: 10", start=b"POST / HTTP/1.1") + b"x" * 10
+    assert accepted(data, max_body=10)[1].content_length == 10
+
+
+def test_content_length_with_leading_zeros_is_read_as_the_parser_reads_it():
+    data = head(b"Host: a", b"Content-Length: 007", start=b"POST / HTTP/1.1") + b"x" * 7
+    env, req, _ = accepted(data)
+    assert req.content_length == 7 and env["CONTENT_LENGTH"] == "007"
+
+
+def test_content_length_too_long_to_be_a_number_here_falls_back():
+    data = head(b"Host: a", b"Content-Length: 1" + b"0" * 18, start=b"POST / HTTP/1.1")
     assert lane(data) is None
-    assert parser_takes(data)[0].content_length == 5
 
 
 def test_transfer_encoding_falls_back():

@@ -202,7 +202,7 @@ def test_a_request_the_fast_lane_declines_is_parsed_on_the_same_connection(srv):
     with srv.connect() as c:
         c.send(get("/a"))
         assert c.read_response().body == b"hello /a"
-        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz")
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n")
         assert c.read_response().body == b"xyz"
         c.send(get("/b"))
         assert c.read_response().body == b"hello /b"
@@ -224,6 +224,42 @@ def test_fast_lane_leaves_errors_to_the_parser(srv, errlog):
         assert c.read_response().body == b"hello /a"
         assert c.read_response().status == 400
     assert "more than one Host header" in error_lines(errlog)
+
+
+def test_fast_lane_body_arriving_after_the_head_is_read_whole(srv):
+    with srv.connect() as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nab")
+        time.sleep(0.05)
+        c.send(b"cd")
+        time.sleep(0.05)
+        c.send(b"ef")
+        assert c.read_response().body == b"abcdef"
+
+
+def test_fast_lane_body_and_pipelined_requests_in_one_segment_keep_their_boundaries(srv):
+    with srv.connect() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+               + b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nGET /"
+               + get("/after"))
+        assert [c.read_response().body for _ in range(3)] == [b"abc", b"GET /", b"hello /after"]
+        assert not c.is_closed(0.1)
+
+
+def test_fast_lane_body_the_app_leaves_unread_is_drained_before_the_next_request(srv):
+    with srv.connect() as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.send(b"POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nGET /x ")
+        assert c.read_response().body == b"ok"
+        c.send(b"H" + get("/next"))
+        assert c.read_response().body == b"hello /next"
+
+
+def test_fast_lane_body_cut_short_by_the_client_closes_without_answer(srv):
+    with srv.connect() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_until_close() == b""
 
 
 # Chunked -----------------------------------------------------------------------

@@ -1,15 +1,18 @@
 /* lichen._fastpath: the fast lane for the common request head.
  *
- * Strategy: most requests a server sees are a complete, plain head with no
- * body: a known method, an origin-form target, HTTP/1.1 or 1.0, a handful of
- * ordinary fields.  For those, one pass over the bytes here builds the WSGI
+ * Strategy: most requests a server sees arrive as a complete, plain head: a
+ * known method, an origin-form target, HTTP/1.1 or 1.0, a handful of
+ * ordinary fields, and at most a Content-Length body.  For those, one pass over the bytes here builds the WSGI
  * environ and the lichen.http Request directly, instead of llhttp calling a
  * Python callback per field and Python building the environ afterwards.
  *
+ * A Content-Length body is left to the caller, which reads exactly that many
+ * bytes (request.content_length) after `consumed`.
+ *
  * The lane recognises a deliberately *strict subset* of HTTP/1.1 and has no
- * error paths of its own: anything it does not fully understand (a body, a
- * partial head, Transfer-Encoding, Expect, Upgrade, an unusual byte, a limit
- * reached, a second Host...) makes parse() return None, and the connection
+ * error paths of its own: anything it does not fully understand (a partial
+ * head, Transfer-Encoding, Expect, Upgrade, an unusual byte, a limit reached,
+ * a second Host...) makes parse() return None, and the connection
  * hands the same bytes to lichen.http.RequestParser, which stays the one
  * authority on what is accepted and which status an error gets.  So the lane
  * can only ever accept what that parser accepts, with identical results;
@@ -70,7 +73,6 @@ static PyObject *s_v11, *s_v10, *s_proto11, *s_proto10, *s_empty, *s_ffff;
 static PyObject *k_remote_addr, *k_remote_port, *k_method, *k_path, *k_query, *k_raw_uri, *k_request_uri,
     *k_protocol, *k_input, *k_content_type, *k_content_length, *k_cookie, *k_host;
 static PyObject *s_comma, *s_semi;
-static PyObject *int_zero;
 
 typedef struct {
     const unsigned char *name;
@@ -87,18 +89,30 @@ typedef struct {
     Py_ssize_t max_request_line;
     Py_ssize_t max_header_bytes;
     Py_ssize_t max_header_count;
+    long long max_body;     /* -1: no limit */
 } FastParser;
 
 static int
 FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"base", "empty_input", "request_cls", "max_request_line", "max_header_bytes",
-                             "max_header_count", NULL};
-    PyObject *base, *empty_input, *request_cls;
+                             "max_header_count", "max_body", NULL};
+    PyObject *base, *empty_input, *request_cls, *max_body = Py_None;
     Py_ssize_t mrl, mhb, mhc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn", kwlist, &PyDict_Type, &base, &empty_input,
-                                     &request_cls, &mrl, &mhb, &mhc))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn|O", kwlist, &PyDict_Type, &base, &empty_input,
+                                     &request_cls, &mrl, &mhb, &mhc, &max_body))
         return -1;
+    long long mb = -1;
+    if (max_body != Py_None) {
+        mb = PyLong_AsLongLong(max_body);
+        if (mb == -1 && PyErr_Occurred())
+            return -1;
+        if (mb < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_body must be None or >= 0");
+            return -1;
+        }
+    }
+    self->max_body = mb;
     Py_INCREF(base);
     Py_INCREF(empty_input);
     Py_INCREF(request_cls);
@@ -324,6 +338,7 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t nfields = 0, hbytes = 0;
     Py_ssize_t host_field = -1, length_field = -1;
     int conn_close = 0, conn_keep = 0;
+    long long content_length = 0;
 
     /* Request line: METHOD SP origin-form SP HTTP/1.x CRLF */
     const unsigned char *sp = memchr(p, ' ', end - p < 8 ? end - p : 8);
@@ -409,12 +424,17 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
             break;
         case 'c':
             if (lower_equals(name, nlen, "content-length")) {
-                /* Only a zero length: a body is the parser's business. */
-                if (length_field >= 0 || f->value_len == 0)
+                /* Digits only, within max_body; the caller reads the body
+                 * itself, counting bytes (no chunked framing here). */
+                if (length_field >= 0 || f->value_len == 0 || f->value_len > 18)
                     FALLBACK;
-                for (Py_ssize_t i = 0; i < f->value_len; i++)
-                    if (f->value[i] != '0')
+                for (Py_ssize_t i = 0; i < f->value_len; i++) {
+                    if (f->value[i] < '0' || f->value[i] > '9')
                         FALLBACK;
+                    content_length = content_length * 10 + (f->value[i] - '0');
+                }
+                if (self->max_body >= 0 && content_length > self->max_body)
+                    FALLBACK;
                 length_field = nfields;
             } else if (lower_equals(name, nlen, "connection")) {
                 if (lower_equals(f->value, f->value_len, "close"))
@@ -525,12 +545,13 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         rargs[4] = http10 ? s_v10 : s_v11;
         rargs[5] = headers;
         rargs[6] = (http10 ? conn_keep && !conn_close : !conn_close) ? Py_True : Py_False;
-        rargs[7] = length_field >= 0 ? int_zero : Py_None;
+        rargs[7] = length_field >= 0 ? PyLong_FromLongLong(content_length) : Py_NewRef(Py_None);
         rargs[8] = Py_False;
         rargs[9] = Py_False;
         rargs[10] = host;
-        if (host != NULL && rargs[1] != NULL && rargs[2] != NULL && rargs[3] != NULL)
+        if (host != NULL && rargs[1] != NULL && rargs[2] != NULL && rargs[3] != NULL && rargs[7] != NULL)
             req = PyObject_Vectorcall(self->request_cls, rargs, 11, NULL);
+        Py_XDECREF(rargs[7]);
         Py_XDECREF(rargs[1]);
         Py_XDECREF(rargs[2]);
         Py_XDECREF(rargs[3]);
@@ -558,9 +579,10 @@ error:
 static PyMethodDef FastParser_methods[] = {
     {"parse", (PyCFunction)(void (*)(void))FastParser_parse, METH_FASTCALL,
      "parse(data, remote) -> (environ, request, consumed) or None\n\n"
-     "The environ and Request of the complete, bodiless request head at the\n"
-     "start of `data`, from peer address `remote`; None when the head is not\n"
-     "in the fast lane's strict subset (the caller then uses RequestParser)."},
+     "The environ and Request of the complete request head at the start of\n"
+     "`data`, from peer address `remote`; `consumed` is the head's length and\n"
+     "a body (request.content_length bytes) follows it. None when the head is\n"
+     "not in the fast lane's strict subset (the caller then uses RequestParser)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -569,8 +591,9 @@ static PyTypeObject FastParserType = {
     .tp_name = "lichen._fastpath.FastParser",
     .tp_basicsize = sizeof(FastParser),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "FastParser(base, empty_input, request_cls, max_request_line, max_header_bytes, max_header_count)\n\n"
-              "Builds environ and Request for plain bodiless request heads in one C pass.",
+    .tp_doc = "FastParser(base, empty_input, request_cls, max_request_line, max_header_bytes, max_header_count,\n"
+              "           max_body=None)\n\n"
+              "Builds environ and Request for plain request heads in one C pass.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)FastParser_init,
     .tp_dealloc = (destructor)FastParser_dealloc,
@@ -608,8 +631,7 @@ PyInit__fastpath(void)
         intern(&k_content_length, "CONTENT_LENGTH") < 0 || intern(&k_cookie, "HTTP_COOKIE") < 0 || intern(&k_host, "HTTP_HOST") < 0 ||
         intern(&s_comma, ", ") < 0 || intern(&s_semi, "; ") < 0)
         return NULL;
-    int_zero = PyLong_FromLong(0);
-    if (int_zero == NULL || PyType_Ready(&FastParserType) < 0)
+    if (PyType_Ready(&FastParserType) < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&fastpath_module);
     if (mod == NULL)

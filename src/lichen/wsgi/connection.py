@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, Callable
 
 from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalProtocolError, RemoteProtocolError, Request,
                          build_simple_response)
@@ -124,25 +124,26 @@ class Connection:
         srv.connection_closed(self)
 
     # I/O with timeouts -----------------------------------------------------
-    def _recv(self, timeout: float | None) -> bytes:
-        """Bytes from the client (b"" at EOF); try first, wait on EAGAIN."""
+    def _recv(self, timeout: float | None, size: int = RECV_SIZE) -> bytes:
+        """Up to `size` bytes from the client (b"" at EOF); try first, wait
+        on EAGAIN."""
         if self.tls:
-            return self._recv_tls(timeout)
+            return self._recv_tls(timeout, size)
         raw = self.raw
         buf = self.server.recv_buffer
         while True:
             try:
-                return bytes(buf[:raw.recv_into(buf)])
+                return bytes(buf[:raw.recv_into(buf, size)])
             except BlockingIOError:
                 self.sock._wait(READ, timeout)
             except (ConnectionResetError, ConnectionAbortedError):
                 return b""
 
-    def _recv_tls(self, timeout: float | None) -> bytes:
+    def _recv_tls(self, timeout: float | None, size: int = RECV_SIZE) -> bytes:
         sock = self.sock
         sock.settimeout(timeout)
         try:
-            return sock.recv(RECV_SIZE)
+            return sock.recv(size)
         except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError):
             return b""
         except ssl.SSLError as e:
@@ -260,17 +261,13 @@ class Connection:
                 return
             woke = False
             if idle and fast is not None:
-                # The start of a request: plain bodiless heads take the C fast
-                # lane; anything else goes to the parser below.
-                got = fast(data, self.addr)
-                if got is not None:
-                    env, req, used = got
-                    rest = len(data) > used
-                    if not self._request_done(self.handle_request(req, env), rest):
-                        return
-                    if not rest:
-                        continue
-                    data = data[used:]
+                data = self._fast_lane(fast, data)
+                if data is None:
+                    return
+                if not data:
+                    continue
+            elif type(data) is memoryview:
+                data = bytes(data)  # the parser may keep it past a yield
             if parser is None:
                 parser = self._parser()
             if parser.idle:
@@ -281,6 +278,33 @@ class Connection:
                 # Requests queued before the bad bytes are still answered, in
                 # order: next_event() raises the error once they are drained.
                 pass
+
+    def _fast_lane(self, fast: Callable[[bytes, Any], Any], data: Any) -> bytes | None:
+        """Serve the requests at the start of `data` (no partial request
+        before it) that the C fast lane takes: plain heads, pipelined ones
+        too. Returns the bytes from the first head it declines on (b"" when
+        none), or None when the connection closed. `data` may be a view of
+        the server's shared receive buffer: what is kept is copied out
+        before the app runs, since another connection may read into it."""
+        while True:
+            got = fast(data, self.addr)
+            if got is None:
+                return bytes(data)
+            env, req, used = got
+            length = req.content_length
+            n = len(data)
+            body = None
+            if length:
+                end = used + length
+                body = _LengthBody(self, bytes(data[used:end]), max(end - n, 0))
+                used = min(end, n)
+            rest = bytes(data[used:]) if n > used else b""
+            keep = self.handle_request(req, env, body.next_chunk if body is not None else None)
+            if not self._request_done(keep, bool(rest) or self._unread_body):
+                return None
+            if not rest:
+                return b""
+            data = rest
 
     def _parser(self) -> Any:
         parser = self.parser
@@ -345,10 +369,10 @@ class Connection:
         self._head_deadline = srv.now() + srv.settings.header_timeout
         return True
 
-    def _read_more(self, idle: bool, woke: bool) -> bytes | None:
-        """More bytes from the client (at least one); None when the
-        connection was parked or closed instead. `idle`: no partial
-        request is buffered."""
+    def _read_more(self, idle: bool, woke: bool) -> bytes | memoryview | None:
+        """More bytes from the client (at least one; see _try_recv for the
+        view); None when the connection was parked or closed instead.
+        `idle`: no partial request is buffered."""
         srv = self.server
         if idle:
             # Decrypted bytes OpenSSL already holds will not wake the watcher.
@@ -385,8 +409,10 @@ class Connection:
                 return None
         return data
 
-    def _try_recv(self) -> bytes | None:
-        """One non-blocking read: None if nothing is there yet."""
+    def _try_recv(self) -> bytes | memoryview | None:
+        """One non-blocking read: None if nothing is there yet. A plain
+        socket's bytes come as a view of the shared receive buffer, valid
+        until this greenlet next yields."""
         if self.tls:
             try:
                 return self._recv_tls(0.0)
@@ -394,7 +420,7 @@ class Connection:
                 return None
         buf = self.server.recv_buffer
         try:
-            return bytes(buf[:self.raw.recv_into(buf)])
+            return buf[:self.raw.recv_into(buf)]  # a view: see _fast_lane
         except BlockingIOError:
             return None
         except (ConnectionResetError, ConnectionAbortedError):
@@ -481,18 +507,23 @@ class Connection:
                 return b""
             if ev is not None:  # a next request's head: cannot happen before end of body
                 return b""
-            try:
-                data = self._recv(timeout)
-            except TimeoutError as e:
-                raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
-            except OSError as e:  # closed under us (stop() at its deadline)
-                raise ClientGone(f"connection closed while reading the body: {e}") from e
-            if not data:
-                raise ClientGone("client closed the connection before the request body was complete")
+            data = self.recv_body(timeout)
             try:
                 parser.feed(data)
             except RemoteProtocolError:
                 pass  # body bytes queued before the error come first; next_event() raises it
+
+    def recv_body(self, timeout: float, size: int = RECV_SIZE) -> bytes:
+        """Up to `size` more bytes of a request body, or ClientGone."""
+        try:
+            data = self._recv(timeout, size)
+        except TimeoutError as e:
+            raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
+        except OSError as e:  # closed under us (stop() at its deadline)
+            raise ClientGone(f"connection closed while reading the body: {e}") from e
+        if not data:
+            raise ClientGone("client closed the connection before the request body was complete")
+        return data
 
     def _send_continue(self) -> None:
         resp = self._response
@@ -511,16 +542,19 @@ class Connection:
         big = self._undrainable
         return big is not None and big[0] - big[1].bytes_read > self.server.settings.max_discard
 
-    def handle_request(self, req: Request, env: dict | None = None) -> bool:
+    def handle_request(self, req: Request, env: dict | None = None,
+                       next_chunk: Callable[[], bytes] | None = None) -> bool:
         """Run the app for `req` and write its response; returns whether the
-        connection may serve another request. `env` is given when the fast
-        lane already built it (a request without body)."""
+        connection may serve another request. From the fast lane, `env` is
+        already built and `next_chunk` reads the body (else the parser's
+        body events do)."""
         srv = self.server
-        has_body = env is None and bool(req.chunked or req.content_length)
+        has_body = bool(req.chunked or req.content_length)
         self._continue_sent = False
         if has_body:
             self._expect_continue = req.expect_continue
-            inp = Input(self._next_body_chunk, False, self._send_continue if req.expect_continue else None)
+            inp = Input(next_chunk or self._next_body_chunk, False,
+                        self._send_continue if req.expect_continue else None)
             length = req.content_length
             self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
         else:
@@ -529,6 +563,8 @@ class Connection:
             inp = EMPTY_INPUT
         if env is None:
             env = request_environ(srv.base_environ, self.addr, req, inp)
+        elif has_body:
+            env["wsgi.input"] = inp
         if not srv.proxy_keys.isdisjoint(env):
             try:
                 apply_proxy_headers(env, srv.proxy_headers)
@@ -666,6 +702,32 @@ class Connection:
                     return False
         except (ClientGone, RemoteProtocolError, OSError):
             return False
+
+
+class _LengthBody:
+    """A Content-Length body after a fast-lane head: the part that came with
+    the head, then reads of never more than what is left, so the socket keeps
+    any pipelined next request. (Bytes are only counted: there is no framing
+    to parse in a Content-Length body.)"""
+
+    __slots__ = ("conn", "pending", "left")
+
+    def __init__(self, conn: Connection, pending: bytes, left: int) -> None:
+        self.conn = conn
+        self.pending = pending  # received with the head, not yet handed out
+        self.left = left        # still in the socket (or on its way)
+
+    def next_chunk(self) -> bytes:
+        pending = self.pending
+        if pending:
+            self.pending = b""
+            return pending
+        left = self.left
+        if not left:
+            return b""
+        data = self.conn.recv_body(self.conn.server.settings.body_timeout, min(left, RECV_SIZE))
+        self.left = left - len(data)
+        return data
 
 
 def _not_bytes(body: Any) -> bytes:

@@ -55,15 +55,16 @@ class Input:
         if size is not None and size >= 0 and len(buf) - pos >= size:
             self._pos = pos + size
             return buf[pos:pos + size]
-        parts = [self._take_buffered()]
-        n = len(parts[0])
+        first = self._take_buffered()
+        parts = [first] if first else []  # a join of one piece is that piece, uncopied
+        n = len(first)
         while size is None or size < 0 or n < size:
             chunk = self._pull()
             if not chunk:
                 break
             parts.append(chunk)
             n += len(chunk)
-        data = b"".join(parts)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         if size is not None and 0 <= size < n:
             self._buf, self._pos = data, size
             return data[:size]

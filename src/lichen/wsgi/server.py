@@ -102,7 +102,7 @@ class WSGIServer(StreamServer):
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
         self._base_environ: dict[str, Any] = {}
-        # The C fast lane for plain bodiless heads; None until the base environ exists.
+        # The C fast lane for plain request heads; None until the base environ exists.
         self.fast_parse: Callable[[bytes, Any], Any] | None = None
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
@@ -129,7 +129,7 @@ class WSGIServer(StreamServer):
         self._base_environ = env
         st = self.settings
         self.fast_parse = FastParser(env, EMPTY_INPUT, Request, st.max_request_line, st.max_header_bytes,
-                                     st.max_header_count).parse
+                                     st.max_header_count, st.max_body).parse
 
     # Shared per-request helpers -------------------------------------------
     def take_parser(self) -> RequestParser:
