@@ -111,17 +111,22 @@ class Connection:
             return
         self.closed = True
         srv = self.server
-        srv.idle.pop(self, None)
-        w = self.sock._rio
-        if w is not None and w.callback == self._readable:
-            w.stop()
-            w.callback = None
         try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.parser = None
-        srv.connection_closed(self)
+            srv.idle.pop(self, None)
+            w = self.sock._rio
+            if w is not None and w.callback == self._readable:
+                w.stop()
+                w.callback = None
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.parser = None
+        finally:
+            # Even when a signal handler's KeyboardInterrupt lands in the
+            # middle: a connection closed but still counted would hold its
+            # slot for good, and stop() would wait its whole timeout for it.
+            srv.connection_closed(self)
 
     # I/O with timeouts -----------------------------------------------------
     def _recv(self, timeout: float | None, size: int = RECV_SIZE) -> bytes:
