@@ -552,6 +552,67 @@ def test_parked_worker_greenlets_keep_no_closed_connection_alive():
         assert [o for o in gc.get_objects() if isinstance(o, Connection)] == []
 
 
+# Interrupts (a signal handler raising KeyboardInterrupt lands anywhere) -------------------
+class _Counted:
+    """The part of a server that Connection.close() reports to."""
+
+    def __init__(self) -> None:
+        self.idle: dict = {}
+        self.closed: list = []
+
+    def connection_closed(self, conn) -> None:
+        self.closed.append(conn)
+
+
+def test_connection_closing_interrupted_by_keyboard_interrupt_still_releases_its_slot():
+    from types import SimpleNamespace
+
+    from lichen.wsgi.connection import Connection
+
+    def interrupted_close():
+        raise KeyboardInterrupt
+
+    server = _Counted()
+    conn = Connection(server, SimpleNamespace(raw=None, _rio=None, close=interrupted_close), ("127.0.0.1", 1))
+    with pytest.raises(KeyboardInterrupt):
+        conn.close()
+    assert server.closed == [conn] and conn.closed
+
+
+class _QueuedConnection:
+    """A connection in the server's ready queue; serve() records or raises."""
+
+    def __init__(self, served: list, exc: BaseException | None = None) -> None:
+        self.closed = False
+        self.worker = None
+        self.addr = ("127.0.0.1", 1)
+        self._served = served
+        self._exc = exc
+
+    def serve(self) -> None:
+        if self._exc is not None:
+            raise self._exc
+        self._served.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_queue_after_a_worker_killed_by_keyboard_interrupt_is_still_served():
+    from lichen.wsgi import WSGIServer
+
+    server = WSGIServer(("127.0.0.1", 0), hello_app)
+    served: list = []
+    first = _QueuedConnection(served, KeyboardInterrupt())
+    rest = [_QueuedConnection(served) for _ in range(3)]
+    for conn in [first, *rest]:
+        server.dispatch(conn)
+    with pytest.raises(KeyboardInterrupt):  # reaches the main greenlet
+        lhub.sleep(0.01)
+    lhub.sleep(0.01)
+    assert first.closed and served == rest
+
+
 # A flood of bad requests -------------------------------------------------------------------
 GOOD_STARTS = [b"GET / HTTP/1.1\r\n", b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n",
                b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"]

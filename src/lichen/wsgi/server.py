@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket as _stdlib
 import time
+from collections import deque
 from email.utils import formatdate
 from typing import Any, Callable
 
@@ -106,6 +107,8 @@ class WSGIServer(StreamServer):
         self.fast_parse: Callable[[bytes, Any], Any] | None = None
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
+        self._ready: deque[Connection] = deque()  # connections waiting for a worker
+        self._drain_pending = False
         self._free_parsers: list[RequestParser] = []
         # Plain-socket reads land here and only the bytes read are copied out (no 64 KiB
         # allocation per read, which fragments the heap). Used by this server's hub thread only.
@@ -266,7 +269,7 @@ class WSGIServer(StreamServer):
         conn = self.connection_class(self, csock, address, tls)
         self.connections.add(conn)
         # Data usually follows the connect at once: read first, in a worker.
-        self._hub.run_callback(self.dispatch, conn)
+        self.dispatch(conn)
 
     def connection_closed(self, conn: Connection) -> None:
         self._release_slot(conn)
@@ -276,46 +279,67 @@ class WSGIServer(StreamServer):
             self._drained.set()
 
     def dispatch(self, conn: Connection) -> None:
-        """Hand `conn` to a worker greenlet (called in the hub)."""
-        if conn.closed:
-            return
-        free = self._free
-        if free:
-            g = free.pop()
-        else:
-            # A new worker is started without arguments and parks at once: greenlet holds the
-            # arguments of the first switch for the greenlet's whole life, so a connection
-            # passed there would stay referenced (sockets and all) while the worker sits in
-            # the free list.
-            g = greenlet(self._worker, parent=self._hub.glet)
-            g.switch()
-        g.switch(conn)
+        """Queue `conn`, which has bytes to read, for a worker greenlet.
+
+        Connections that become readable in one loop iteration are served by
+        one worker in turn (one switch there and back for the lot, not one
+        per request); when that worker blocks in an app, _drain hands the
+        rest to another worker."""
+        self._ready.append(conn)
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._hub.run_callback(self._drain)
+
+    def _drain(self) -> None:
+        # Runs in the hub: a switch into a worker comes back here when the
+        # worker parks (queue empty) or blocks (then the next one goes on).
+        self._drain_pending = False
+        ready = self._ready
+        try:
+            while ready:
+                free = self._free
+                if free:
+                    g = free.pop()
+                else:
+                    g = greenlet(self._worker, parent=self._hub.glet)
+                g.switch()
+        finally:
+            # A worker that died of KeyboardInterrupt/SystemExit raises it
+            # here, on its way to the main greenlet: the rest of the queue
+            # must still be served (stop() waits for those connections).
+            if ready and not self._drain_pending:
+                self._drain_pending = True
+                self._hub.run_callback(self._drain)
 
     def _worker(self) -> None:
-        free = self._free
+        ready = self._ready
         me = getcurrent()
         hub_switch = self._hub.glet.switch
-        conn: Connection | None = hub_switch()  # the first connection, from dispatch()
-        while conn is not None:
-            conn.worker = me
-            try:
-                conn.serve()
-            except GreenletExit:
-                conn.close()
-                return
-            except (KeyboardInterrupt, SystemExit):
-                conn.close()
-                raise
-            except BaseException:
-                error_log.exception("connection handler failed for %s", conn.addr)
-                conn.close()
-            if conn.worker is me:
-                conn.worker = None
-            conn = None
+        while True:
+            while ready:
+                conn = ready.popleft()
+                if conn.closed:
+                    continue
+                conn.worker = me
+                try:
+                    conn.serve()
+                except GreenletExit:
+                    conn.close()
+                    return
+                except (KeyboardInterrupt, SystemExit):
+                    conn.close()
+                    raise
+                except BaseException:
+                    error_log.exception("connection handler failed for %s", conn.addr)
+                    conn.close()
+                if conn.worker is me:
+                    conn.worker = None
+                conn = None  # a parked worker must not keep its last connection alive
+            free = self._free  # (stop() replaces the list)
             if len(free) >= MAX_FREE_WORKERS or self.closed or self.stopping:
                 return
             free.append(me)
-            conn = hub_switch()
+            hub_switch()
 
 
 
