@@ -603,8 +603,10 @@ static PyTypeObject FastParserType = {
 };
 
 static struct PyModuleDef fastpath_module = {
-    PyModuleDef_HEAD_INIT, "lichen._fastpath",
-    "The fast lane for plain request heads (see FastParser).", -1, NULL,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "lichen._fastpath",
+    .m_doc = "The fast lane for plain request heads (see FastParser).",
+    .m_size = -1,
 };
 
 static int
