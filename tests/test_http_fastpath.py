@@ -37,6 +37,9 @@ from mutations import mutated as mutate
 
 DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100, "max_body": None}
 PEER = ("127.0.0.1", 5555)
+# The environ keys of the proxy headers a server trusts (lichen.proxy's defaults).
+PROXY_KEYS = frozenset(("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED",
+                        "HTTP_X_REAL_IP"))
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 # As in test_http_fuzz.py: LICHEN_FUZZ_SCALE=N runs N times the examples, with random seeds.
@@ -58,7 +61,7 @@ def make_base(extra: dict | None = None) -> dict:
 
 def fast_parser(base: dict, limits: dict) -> FastParser:
     return FastParser(base, EMPTY_INPUT, Request, limits["max_request_line"], limits["max_header_bytes"],
-                      limits["max_header_count"], limits["max_body"])
+                      limits["max_header_count"], limits["max_body"], PROXY_KEYS)
 
 
 # The authority ------------------------------------------------------------------------
@@ -100,8 +103,9 @@ def check_contract(data: bytes, got, remote, base: dict, limits: dict) -> None:
     if got is None:
         return  # falling back is always allowed
     events, err = python_reading(data, limits)
-    assert type(got) is tuple and len(got) == 3, got
-    env, req, consumed = got
+    assert type(got) is tuple and len(got) == 4, got
+    env, req, consumed, proxied = got
+    assert proxied is (not PROXY_KEYS.isdisjoint(env))
     # Safety: the parser must read the same first message from these very
     # bytes (whatever it thinks of bytes after that message): the head, and
     # a Content-Length body when all of it is here, else no error so far.
@@ -159,7 +163,7 @@ def lane(data: bytes, remote=PEER, base: dict | None = None, **limits):
 def accepted(data: bytes, remote=PEER, base: dict | None = None, **limits) -> tuple[dict, Request, int]:
     got = lane(data, remote, base, **limits)
     assert got is not None, "the fast lane did not take this request"
-    return got
+    return got[:3]
 
 
 # Fallback triggers: None, and the Python path does the job ----------------------------
@@ -501,6 +505,43 @@ def test_extra_keys_in_base_come_out_as_the_parser_gives_them(extra):
 
 
 # Pipelining and the objects handed back ------------------------------------------------
+def test_a_proxy_header_is_flagged_for_the_proxy_checks():
+    got = lane(head(b"Host: a", b"X-Forwarded-For: 10.0.0.1"))
+    assert got is not None and got[3] is True
+
+
+def test_a_request_without_proxy_headers_is_not_flagged():
+    got = lane(head(b"Host: a", b"X-Forwarded-Fore: 1"))
+    assert got is not None and got[3] is False
+
+
+def test_a_proxy_key_in_the_base_environ_flags_every_request():
+    got = lane(GET, base=make_base({"HTTP_X_REAL_IP": "1.2.3.4"}))
+    assert got is not None and got[3] is True
+
+
+def test_a_request_class_with_post_init_is_constructed_by_calling_it():
+    from dataclasses import dataclass
+
+    @dataclass(slots=True)
+    class Checked(Request):
+        def __post_init__(self) -> None:
+            self.method = self.method + "!"
+
+    fp = FastParser(make_base(), EMPTY_INPUT, Checked, 8190, 65536, 100)
+    req = fp.parse(GET, PEER)[1]
+    assert type(req) is Checked and req.method == "GET!"
+
+
+def test_requests_from_the_lane_are_complete_request_objects():
+    req = accepted(GET)[1]
+    assert type(req) is Request
+    assert {f.name: getattr(req, f.name) for f in fields(Request)} == {
+        "method": "GET", "target": b"/", "path": b"/", "query": b"", "http_version": "1.1",
+        "headers": [(b"host", b"example.com")], "keep_alive": True, "content_length": None, "chunked": False,
+        "expect_continue": False, "host": b"example.com"}
+
+
 def test_pipelined_requests_consume_only_the_first_head():
     second = head(b"Host: b", start=b"GET /second HTTP/1.1")
     env, _, consumed = accepted(GET + second)
@@ -519,8 +560,8 @@ def test_each_parse_returns_a_new_environ_and_leaves_base_alone():
     base = make_base()
     before = dict(base)
     fp = fast_parser(base, DEFAULTS)
-    env1, req1, _ = fp.parse(GET, PEER)
-    env2, req2, _ = fp.parse(GET, PEER)
+    env1, req1, _, _ = fp.parse(GET, PEER)
+    env2, req2, _, _ = fp.parse(GET, PEER)
     assert env1 is not base and env2 is not base and env1 is not env2
     assert req1 is not req2 and req1.headers is not req2.headers
     env1["HTTP_HOST"] = "changed"

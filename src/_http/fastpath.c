@@ -20,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 #define MAX_NAME 64     /* longer field names take the slow lane */
@@ -72,7 +73,7 @@ static PyObject *method_str[N_METHODS];
 static PyObject *s_v11, *s_v10, *s_proto11, *s_proto10, *s_empty, *s_ffff;
 static PyObject *k_remote_addr, *k_remote_port, *k_method, *k_path, *k_query, *k_raw_uri, *k_request_uri,
     *k_protocol, *k_input, *k_content_type, *k_content_length, *k_cookie, *k_host;
-static PyObject *s_comma, *s_semi;
+static PyObject *s_comma, *s_semi, *s_http;
 
 typedef struct {
     const unsigned char *name;
@@ -86,21 +87,86 @@ typedef struct {
     PyObject *base;         /* the server's base environ (copied per request) */
     PyObject *empty_input;  /* wsgi.input of a request without body */
     PyObject *request_cls;  /* lichen.http.Request */
+    /* Where Request keeps its 11 fields: a slots dataclass whose __init__
+     * only stores them, so parse() fills a new instance directly instead of
+     * running that __init__; -1 in [0] when the class is not like that. */
+    Py_ssize_t field_offsets[11];
     Py_ssize_t max_request_line;
     Py_ssize_t max_header_bytes;
     Py_ssize_t max_header_count;
     long long max_body;     /* -1: no limit */
+    PyObject *proxy_keys;   /* environ keys of the proxy headers (a frozenset) */
+    int base_has_fields;    /* base has HTTP_* / CONTENT_* keys a field may join */
+    int base_has_proxy;     /* base has a proxy key itself */
 } FastParser;
+
+/* The slot offsets of the request class's fields, in __match_args__ order
+ * (a dataclass's field order); offsets[0] = -1 when the class is not a
+ * plain slots dataclass with those 11 object fields and no __post_init__. */
+static int
+find_field_offsets(PyObject *cls, Py_ssize_t *offsets)
+{
+    offsets[0] = -1;
+    if (!PyType_Check(cls) || PyObject_HasAttrString(cls, "__post_init__") ||
+        !PyObject_HasAttrString(cls, "__dataclass_fields__"))
+        return 0;
+    PyObject *names = PyObject_GetAttrString(cls, "__match_args__");
+    if (names == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t found[11];
+    int ok = PyTuple_Check(names) && PyTuple_GET_SIZE(names) == 11;
+    for (Py_ssize_t i = 0; ok && i < 11; i++) {
+        PyObject *d = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
+        if (d == NULL) {
+            PyErr_Clear();
+            ok = 0;
+            break;
+        }
+        ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            found[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+    }
+    Py_DECREF(names);
+    if (ok)
+        memcpy(offsets, found, sizeof(found));
+    return 0;
+}
 
 static int
 FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"base", "empty_input", "request_cls", "max_request_line", "max_header_bytes",
-                             "max_header_count", "max_body", NULL};
-    PyObject *base, *empty_input, *request_cls, *max_body = Py_None;
+                             "max_header_count", "max_body", "proxy_keys", NULL};
+    PyObject *base, *empty_input, *request_cls, *max_body = Py_None, *proxy_keys = NULL;
     Py_ssize_t mrl, mhb, mhc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn|O", kwlist, &PyDict_Type, &base, &empty_input,
-                                     &request_cls, &mrl, &mhb, &mhc, &max_body))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn|OO!", kwlist, &PyDict_Type, &base, &empty_input,
+                                     &request_cls, &mrl, &mhb, &mhc, &max_body, &PyFrozenSet_Type, &proxy_keys))
+        return -1;
+    proxy_keys = proxy_keys ? Py_NewRef(proxy_keys) : PyFrozenSet_New(NULL);
+    if (proxy_keys == NULL)
+        return -1;
+    Py_XSETREF(self->proxy_keys, proxy_keys);
+    /* What the base environ (the server's `environ` setting) may bring:
+     * asked once here so parse() can skip per-field lookups. */
+    self->base_has_fields = self->base_has_proxy = 0;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(base, &pos, &k, &v)) {
+        if (!PyUnicode_Check(k))
+            continue;
+        if (PyUnicode_Tailmatch(k, s_http, 0, PY_SSIZE_T_MAX, -1) == 1 || PyUnicode_Compare(k, k_content_type) == 0 ||
+            PyUnicode_Compare(k, k_content_length) == 0)
+            self->base_has_fields = 1;
+        int in = PySet_Contains(proxy_keys, k);
+        if (in < 0)
+            return -1;
+        if (in)
+            self->base_has_proxy = 1;
+    }
+    if (PyErr_Occurred())
         return -1;
     long long mb = -1;
     if (max_body != Py_None) {
@@ -119,6 +185,8 @@ FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->base, base);
     Py_XSETREF(self->empty_input, empty_input);
     Py_XSETREF(self->request_cls, request_cls);
+    if (find_field_offsets(request_cls, self->field_offsets) < 0)
+        return -1;
     self->max_request_line = mrl;
     self->max_header_bytes = mhb;
     self->max_header_count = mhc;
@@ -131,6 +199,7 @@ FastParser_traverse(FastParser *self, visitproc visit, void *arg)
     Py_VISIT(self->base);
     Py_VISIT(self->empty_input);
     Py_VISIT(self->request_cls);
+    Py_VISIT(self->proxy_keys);
     return 0;
 }
 
@@ -140,6 +209,7 @@ FastParser_clear(FastParser *self)
     Py_CLEAR(self->base);
     Py_CLEAR(self->empty_input);
     Py_CLEAR(self->request_cls);
+    Py_CLEAR(self->proxy_keys);
     return 0;
 }
 
@@ -186,28 +256,81 @@ simple_host(const unsigned char *p, Py_ssize_t n)
     return 1;
 }
 
-/* The environ key of a field name, or NULL with no error for names the
- * environ drops (those with "_": X-Foo_Bar must not pose as X-Foo-Bar). */
-static PyObject *
-environ_key(const unsigned char *name, Py_ssize_t n)
+/* Environ keys by lower-cased field name: most requests carry the same few
+ * names, and a cached key also has its hash computed already.  A slot holds
+ * the last name that hashed there (clients choose names: never unbounded). */
+#define KEY_SLOTS 256
+static struct {
+    unsigned char name[MAX_NAME];
+    Py_ssize_t len;
+    PyObject *key;
+} key_cache[KEY_SLOTS];
+
+/* FNV-1a of the lower-cased name, which is written to `lower`. */
+static unsigned int
+lower_hash(const unsigned char *name, Py_ssize_t n, unsigned char *lower)
 {
-    char buf[5 + MAX_NAME];
-    if (memchr(name, '_', n))
-        return NULL;
-    if (lower_equals(name, n, "content-type"))
-        return Py_NewRef(k_content_type);
-    if (lower_equals(name, n, "content-length"))
-        return Py_NewRef(k_content_length);
-    memcpy(buf, "HTTP_", 5);
+    unsigned int h = 2166136261u;
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = name[i];
-        if (c >= 'a' && c <= 'z')
-            c -= 32;
-        else if (c == '-')
-            c = '_';
-        buf[5 + i] = (char)c;
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        lower[i] = c;
+        h = (h ^ c) * 16777619u;
     }
-    return PyUnicode_FromStringAndSize(buf, 5 + n);
+    return h;
+}
+
+/* The environ key of a lower-cased field name, or NULL with no error for
+ * names the environ drops (those with "_": X-Foo_Bar must not pose as
+ * X-Foo-Bar). */
+static PyObject *
+environ_key(const unsigned char *lower, Py_ssize_t n, unsigned int hash)
+{
+    if (memchr(lower, '_', n))
+        return NULL;
+    if (n == 12 && memcmp(lower, "content-type", 12) == 0)
+        return Py_NewRef(k_content_type);
+    if (n == 14 && memcmp(lower, "content-length", 14) == 0)
+        return Py_NewRef(k_content_length);
+    unsigned int slot = hash % KEY_SLOTS;
+    if (key_cache[slot].key != NULL && key_cache[slot].len == n && memcmp(key_cache[slot].name, lower, n) == 0)
+        return Py_NewRef(key_cache[slot].key);
+    char buf[5 + MAX_NAME];
+    memcpy(buf, "HTTP_", 5);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = lower[i];
+        buf[5 + i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c == '-' ? '_' : c);
+    }
+    PyObject *key = PyUnicode_FromStringAndSize(buf, 5 + n);
+    if (key == NULL || PyObject_Hash(key) == -1) {
+        Py_XDECREF(key);
+        return NULL;
+    }
+    Py_XSETREF(key_cache[slot].key, Py_NewRef(key));
+    memcpy(key_cache[slot].name, lower, n);
+    key_cache[slot].len = n;
+    return key;
+}
+
+/* A port number as text: str(port) without the generic int formatting. */
+static PyObject *
+port_string(PyObject *port)
+{
+    if (PyLong_CheckExact(port)) {
+        long v = PyLong_AsLong(port);
+        if (v >= 0 && v < 1000000) {
+            char buf[8];
+            int i = 8;
+            do {
+                buf[--i] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v);
+            return PyUnicode_FromStringAndSize(buf + i, 8 - i);
+        }
+        PyErr_Clear();
+    }
+    return PyObject_Str(port);
 }
 
 /* REMOTE_ADDR and REMOTE_PORT as lichen.wsgi.environ._remote() gives them;
@@ -230,7 +353,7 @@ remote_strings(PyObject *remote, PyObject **addr, PyObject **port)
     } else {
         *addr = Py_NewRef(host);
     }
-    *port = PyObject_Str(PyTuple_GET_ITEM(remote, 1));
+    *port = port_string(PyTuple_GET_ITEM(remote, 1));
     if (*port == NULL) {
         Py_CLEAR(*addr);
         return -2;
@@ -248,40 +371,36 @@ set_item(PyObject *d, PyObject *k, PyObject *v)
     return r;
 }
 
-/* Add one field to the environ; repeated HTTP_* fields join into a list
- * (", ", or "; " for cookies), others are replaced. */
+/* Add one field to the environ under `key`; repeated HTTP_* fields join
+ * into a list (", ", or "; " for cookies), others are replaced.  `may_exist`
+ * false: the key cannot be there yet, so no lookup is needed. */
 static int
-add_field(PyObject *env, const field_t *f)
+add_field(PyObject *env, PyObject *key, const field_t *f, int may_exist)
 {
-    PyObject *key = environ_key(f->name, f->name_len);
-    if (key == NULL)
-        return PyErr_Occurred() ? -1 : 0;
     PyObject *text = PyUnicode_DecodeLatin1((const char *)f->value, f->value_len, NULL);
-    if (text == NULL) {
-        Py_DECREF(key);
+    if (text == NULL)
         return -1;
-    }
-    PyObject *old = PyDict_GetItemWithError(env, key);
-    if (old == NULL && PyErr_Occurred())
-        goto fail;
-    /* Every key but the two CONTENT_* singletons starts with HTTP_. */
-    if (old != NULL && key != k_content_type && key != k_content_length) {
-        PyObject *sep = PyUnicode_Compare(key, k_cookie) == 0 ? s_semi : s_comma;
-        PyObject *joined = PyUnicode_Concat(old, sep);
-        if (joined == NULL)
+    if (may_exist) {
+        PyObject *old = PyDict_GetItemWithError(env, key);
+        if (old == NULL && PyErr_Occurred())
             goto fail;
-        PyObject *all = PyUnicode_Concat(joined, text);
-        Py_DECREF(joined);
-        Py_SETREF(text, all);
-        if (text == NULL)
-            goto fail;
+        /* Every key but the two CONTENT_* singletons starts with HTTP_. */
+        if (old != NULL && key != k_content_type && key != k_content_length) {
+            PyObject *sep = PyUnicode_Compare(key, k_cookie) == 0 ? s_semi : s_comma;
+            PyObject *joined = PyUnicode_Concat(old, sep);
+            if (joined == NULL)
+                goto fail;
+            PyObject *all = PyUnicode_Concat(joined, text);
+            Py_DECREF(joined);
+            Py_SETREF(text, all);
+            if (text == NULL)
+                goto fail;
+        }
     }
     int r = PyDict_SetItem(env, key, text);
-    Py_DECREF(key);
     Py_DECREF(text);
     return r;
 fail:
-    Py_DECREF(key);
     Py_XDECREF(text);
     return -1;
 }
@@ -337,7 +456,7 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
     field_t fields[MAX_FIELDS];
     Py_ssize_t nfields = 0, hbytes = 0;
     Py_ssize_t host_field = -1, length_field = -1;
-    int conn_close = 0, conn_keep = 0;
+    int conn_close = 0, conn_keep = 0, proxied = self->base_has_proxy;
     long long content_length = 0;
 
     /* Request line: METHOD SP origin-form SP HTTP/1.x CRLF */
@@ -511,19 +630,39 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
     headers = PyList_New(nfields);
     if (headers == NULL)
         goto error;
+    unsigned char seen[KEY_SLOTS / 8] = {0};  /* name hashes so far: a repeat may join */
     for (Py_ssize_t i = 0; i < nfields; i++) {
         const field_t *f = &fields[i];
-        if (add_field(env, f) < 0)
+        unsigned char lname[MAX_NAME];
+        unsigned int hash = lower_hash(f->name, f->name_len, lname);
+        unsigned int bit = hash % KEY_SLOTS;
+        int repeat = seen[bit / 8] & (1u << (bit % 8));
+        seen[bit / 8] |= (unsigned char)(1u << (bit % 8));
+        PyObject *key = environ_key(lname, f->name_len, hash);
+        if (key == NULL && PyErr_Occurred())
             goto error;
-        char lname[MAX_NAME];
-        for (Py_ssize_t j = 0; j < f->name_len; j++) {
-            unsigned char c = f->name[j];
-            lname[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        if (key != NULL) {
+            int bad = add_field(env, key, f, repeat || self->base_has_fields) < 0;
+            if (!bad && !proxied) {
+                int in = PySet_Contains(self->proxy_keys, key);
+                bad = in < 0;
+                proxied = in > 0;
+            }
+            Py_DECREF(key);
+            if (bad)
+                goto error;
         }
-        PyObject *pair = Py_BuildValue("(y#y#)", lname, f->name_len, (const char *)f->value, f->value_len);
+        PyObject *pair = PyTuple_New(2);
         if (pair == NULL)
             goto error;
         PyList_SET_ITEM(headers, i, pair);
+        PyObject *n = bytes_of(lname, f->name_len), *v = n ? bytes_of(f->value, f->value_len) : NULL;
+        if (v == NULL) {
+            Py_XDECREF(n);
+            goto error;
+        }
+        PyTuple_SET_ITEM(pair, 0, n);
+        PyTuple_SET_ITEM(pair, 1, v);
     }
 
     /* As in request_environ(): the Host field has the last word, over an
@@ -549,8 +688,15 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         rargs[8] = Py_False;
         rargs[9] = Py_False;
         rargs[10] = host;
-        if (host != NULL && rargs[1] != NULL && rargs[2] != NULL && rargs[3] != NULL && rargs[7] != NULL)
-            req = PyObject_Vectorcall(self->request_cls, rargs, 11, NULL);
+        if (host != NULL && rargs[1] != NULL && rargs[2] != NULL && rargs[3] != NULL && rargs[7] != NULL) {
+            if (self->field_offsets[0] < 0) {
+                req = PyObject_Vectorcall(self->request_cls, rargs, 11, NULL);
+            } else {
+                req = PyType_GenericAlloc((PyTypeObject *)self->request_cls, 0);
+                for (int i = 0; req != NULL && i < 11; i++)
+                    *(PyObject **)((char *)req + self->field_offsets[i]) = Py_NewRef(rargs[i]);
+            }
+        }
         Py_XDECREF(rargs[7]);
         Py_XDECREF(rargs[1]);
         Py_XDECREF(rargs[2]);
@@ -559,8 +705,16 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         if (req == NULL)
             goto error;
     }
-    result = Py_BuildValue("(NNn)", env, req, (Py_ssize_t)(p - buf));
-    env = req = NULL;
+    PyObject *consumed = PyLong_FromSsize_t(p - buf);
+    result = consumed ? PyTuple_New(4) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(consumed);
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 0, env);
+    PyTuple_SET_ITEM(result, 1, req);
+    PyTuple_SET_ITEM(result, 2, consumed);
+    PyTuple_SET_ITEM(result, 3, Py_NewRef(proxied ? Py_True : Py_False));
     Py_DECREF(headers);
     PyBuffer_Release(&view);
     return result;
@@ -578,10 +732,11 @@ error:
 
 static PyMethodDef FastParser_methods[] = {
     {"parse", (PyCFunction)(void (*)(void))FastParser_parse, METH_FASTCALL,
-     "parse(data, remote) -> (environ, request, consumed) or None\n\n"
+     "parse(data, remote) -> (environ, request, consumed, proxied) or None\n\n"
      "The environ and Request of the complete request head at the start of\n"
      "`data`, from peer address `remote`; `consumed` is the head's length and\n"
-     "a body (request.content_length bytes) follows it. None when the head is\n"
+     "a body (request.content_length bytes) follows it; `proxied`: the environ\n"
+     "holds one of `proxy_keys`. None when the head is\n"
      "not in the fast lane's strict subset (the caller then uses RequestParser)."},
     {NULL, NULL, 0, NULL},
 };
@@ -592,7 +747,7 @@ static PyTypeObject FastParserType = {
     .tp_basicsize = sizeof(FastParser),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "FastParser(base, empty_input, request_cls, max_request_line, max_header_bytes, max_header_count,\n"
-              "           max_body=None)\n\n"
+              "           max_body=None, proxy_keys=frozenset())\n\n"
               "Builds environ and Request for plain request heads in one C pass.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)FastParser_init,
@@ -631,7 +786,7 @@ PyInit__fastpath(void)
         intern(&k_request_uri, "REQUEST_URI") < 0 || intern(&k_protocol, "SERVER_PROTOCOL") < 0 ||
         intern(&k_input, "wsgi.input") < 0 || intern(&k_content_type, "CONTENT_TYPE") < 0 ||
         intern(&k_content_length, "CONTENT_LENGTH") < 0 || intern(&k_cookie, "HTTP_COOKIE") < 0 || intern(&k_host, "HTTP_HOST") < 0 ||
-        intern(&s_comma, ", ") < 0 || intern(&s_semi, "; ") < 0)
+        intern(&s_comma, ", ") < 0 || intern(&s_semi, "; ") < 0 || intern(&s_http, "HTTP_") < 0)
         return NULL;
     if (PyType_Ready(&FastParserType) < 0)
         return NULL;

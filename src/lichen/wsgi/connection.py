@@ -87,7 +87,7 @@ class Connection:
             w = sock._rio = Io(sock._hub.loop, self.raw.fileno(), READ)
         w.callback = self._readable
         w.start(READ)
-        self.server.idle[self] = self.server.now()
+        self.server.idle[self] = time.monotonic()  # the server's clock (StreamServer.now)
 
     def _readable(self, _flags: int) -> None:
         self.server.idle.pop(self, None)
@@ -261,7 +261,13 @@ class Connection:
                         return
                     continue
                 idle = parser.idle
-            data = self._read_more(idle, woke)
+            # Between requests, only a wake-up reads at once (no EAGAIN
+            # read per request); else park until the watcher fires. Bytes
+            # OpenSSL already decrypted will not wake the watcher.
+            if idle and not woke and not (self.tls and self.sock.pending()):
+                self.go_idle()
+                return
+            data = self._read_more(idle)
             if data is None:
                 return
             woke = False
@@ -295,7 +301,7 @@ class Connection:
             got = fast(data, self.addr)
             if got is None:
                 return bytes(data)
-            env, req, used = got
+            env, req, used, proxied = got
             length = req.content_length
             n = len(data)
             body = None
@@ -304,7 +310,7 @@ class Connection:
                 body = _LengthBody(self, bytes(data[used:end]), max(end - n, 0))
                 used = min(end, n)
             rest = bytes(data[used:]) if n > used else b""
-            keep = self.handle_request(req, env, body.next_chunk if body is not None else None)
+            keep = self.handle_request(req, env, body.next_chunk if body is not None else None, proxied)
             if not self._request_done(keep, bool(rest) or self._unread_body):
                 return None
             if not rest:
@@ -374,16 +380,12 @@ class Connection:
         self._head_deadline = srv.now() + srv.settings.header_timeout
         return True
 
-    def _read_more(self, idle: bool, woke: bool) -> bytes | memoryview | None:
+    def _read_more(self, idle: bool) -> bytes | memoryview | None:
         """More bytes from the client (at least one; see _try_recv for the
         view); None when the connection was parked or closed instead.
         `idle`: no partial request is buffered."""
         srv = self.server
         if idle:
-            # Decrypted bytes OpenSSL already holds will not wake the watcher.
-            if not woke and not (self.tls and self.sock.pending()):
-                self.go_idle()
-                return None
             try:
                 data = self._try_recv()
             except ClientGone:
@@ -548,11 +550,11 @@ class Connection:
         return big is not None and big[0] - big[1].bytes_read > self.server.settings.max_discard
 
     def handle_request(self, req: Request, env: dict | None = None,
-                       next_chunk: Callable[[], bytes] | None = None) -> bool:
+                       next_chunk: Callable[[], bytes] | None = None, proxied: bool = False) -> bool:
         """Run the app for `req` and write its response; returns whether the
         connection may serve another request. From the fast lane, `env` is
-        already built and `next_chunk` reads the body (else the parser's
-        body events do)."""
+        already built, `next_chunk` reads the body (else the parser's body
+        events do) and `proxied` says whether env holds proxy headers."""
         srv = self.server
         has_body = bool(req.chunked or req.content_length)
         self._continue_sent = False
@@ -568,9 +570,10 @@ class Connection:
             inp = EMPTY_INPUT
         if env is None:
             env = request_environ(srv.base_environ, self.addr, req, inp)
+            proxied = not srv.proxy_keys.isdisjoint(env)
         elif has_body:
             env["wsgi.input"] = inp
-        if not srv.proxy_keys.isdisjoint(env):
+        if proxied:
             try:
                 apply_proxy_headers(env, srv.proxy_headers)
             except ProxyHeaderError as e:

@@ -132,7 +132,7 @@ class WSGIServer(StreamServer):
         self._base_environ = env
         st = self.settings
         self.fast_parse = FastParser(env, EMPTY_INPUT, Request, st.max_request_line, st.max_header_bytes,
-                                     st.max_header_count, st.max_body).parse
+                                     st.max_header_count, st.max_body, self.proxy_keys).parse
 
     # Shared per-request helpers -------------------------------------------
     def take_parser(self) -> RequestParser:
