@@ -386,3 +386,18 @@ def test_input_reads_match_a_bytesio_whatever_the_chunking(seed):
             assert got == ref.read(len(got)) and (got or ref.read(1) == b"")
     assert inp.read() == ref.read()
     assert inp.finished
+
+
+def test_input_of_known_length_is_finished_with_its_last_piece_without_asking_for_more():
+    from lichen.wsgi.input import Input
+
+    asked = []
+
+    def next_chunk():
+        asked.append(1)
+        return [b"abc", b"de"][len(asked) - 1] if len(asked) <= 2 else b""
+
+    inp = Input(next_chunk, False, None, 5)
+    assert inp.read(5) == b"abcde"
+    assert inp.finished and len(asked) == 2
+    assert inp.read() == b"" and len(asked) == 2

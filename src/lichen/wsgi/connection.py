@@ -560,8 +560,10 @@ class Connection:
         self._continue_sent = False
         if has_body:
             self._expect_continue = req.expect_continue
-            inp = Input(next_chunk or self._next_body_chunk, False,
-                        self._send_continue if req.expect_continue else None)
+            if next_chunk is not None:  # the fast lane: a Content-Length body, no Expect
+                inp = Input(next_chunk, False, None, req.content_length)
+            else:
+                inp = Input(self._next_body_chunk, False, self._send_continue if req.expect_continue else None)
             length = req.content_length
             self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None
         else:

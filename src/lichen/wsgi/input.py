@@ -16,17 +16,20 @@ __all__ = ["Input"]
 class Input:
     """The `wsgi.input` stream of one request."""
 
-    __slots__ = ("_next_chunk", "_buf", "_pos", "_done", "_on_first_read", "bytes_read")
+    __slots__ = ("_next_chunk", "_buf", "_pos", "_done", "_on_first_read", "bytes_read", "_length")
 
     def __init__(self, next_chunk: Callable[[], bytes], empty: bool,
-                 on_first_read: Callable[[], None] | None = None) -> None:
-        # next_chunk() returns the next piece of body, b"" at its end.
+                 on_first_read: Callable[[], None] | None = None, length: int | None = None) -> None:
+        # next_chunk() returns the next piece of body, b"" at its end. With
+        # `length` (a Content-Length body whose pieces never run past it) the
+        # body is known complete with its last piece, without asking again.
         self._next_chunk = next_chunk
         self._buf = b""
         self._pos = 0
         self._done = empty
         self._on_first_read = on_first_read
         self.bytes_read = 0  # body bytes received so far (the app may not have read them all)
+        self._length = length
 
     def _pull(self) -> bytes:
         """The next piece of body from the connection; b"" at its end."""
@@ -40,6 +43,8 @@ class Input:
             self._done = True
             return b""
         self.bytes_read += len(chunk)
+        if self.bytes_read == self._length:
+            self._done = True
         return chunk
 
     def _take_buffered(self) -> bytes:
