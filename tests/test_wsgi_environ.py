@@ -401,3 +401,13 @@ def test_input_of_known_length_is_finished_with_its_last_piece_without_asking_fo
     assert inp.read(5) == b"abcde"
     assert inp.finished and len(asked) == 2
     assert inp.read() == b"" and len(asked) == 2
+
+
+def test_input_over_a_whole_body_reads_it_and_is_finished_once_read():
+    from lichen.wsgi.input import Input
+
+    inp = Input.whole(b"abc\ndef")
+    assert not inp.finished and inp.bytes_read == 7
+    assert inp.readline() == b"abc\n"
+    assert inp.read(10) == b"def"
+    assert inp.finished and inp.read() == b""

@@ -304,13 +304,16 @@ class Connection:
             env, req, used, proxied = got
             length = req.content_length
             n = len(data)
-            body = None
+            inp = None
             if length:
                 end = used + length
-                body = _LengthBody(self, bytes(data[used:end]), max(end - n, 0))
+                if end <= n:  # the whole body came with the head
+                    inp = Input.whole(bytes(data[used:end]))
+                else:
+                    inp = Input(_LengthBody(self, bytes(data[used:]), end - n).next_chunk, False, None, length)
                 used = min(end, n)
             rest = bytes(data[used:]) if n > used else b""
-            keep = self.handle_request(req, env, body.next_chunk if body is not None else None, proxied)
+            keep = self.handle_request(req, env, inp, proxied)
             if not self._request_done(keep, bool(rest) or self._unread_body):
                 return None
             if not rest:
@@ -549,20 +552,18 @@ class Connection:
         big = self._undrainable
         return big is not None and big[0] - big[1].bytes_read > self.server.settings.max_discard
 
-    def handle_request(self, req: Request, env: dict | None = None,
-                       next_chunk: Callable[[], bytes] | None = None, proxied: bool = False) -> bool:
+    def handle_request(self, req: Request, env: dict | None = None, inp: Input | None = None,
+                       proxied: bool = False) -> bool:
         """Run the app for `req` and write its response; returns whether the
         connection may serve another request. From the fast lane, `env` is
-        already built, `next_chunk` reads the body (else the parser's body
-        events do) and `proxied` says whether env holds proxy headers."""
+        already built, `inp` is the body's wsgi.input (else the parser's body
+        events feed one) and `proxied` says whether env holds proxy headers."""
         srv = self.server
         has_body = bool(req.chunked or req.content_length)
         self._continue_sent = False
         if has_body:
             self._expect_continue = req.expect_continue
-            if next_chunk is not None:  # the fast lane: a Content-Length body, no Expect
-                inp = Input(next_chunk, False, None, req.content_length)
-            else:
+            if inp is None:
                 inp = Input(self._next_body_chunk, False, self._send_continue if req.expect_continue else None)
             length = req.content_length
             self._undrainable = (length, inp) if length and length > srv.settings.max_discard else None

@@ -31,6 +31,14 @@ class Input:
         self.bytes_read = 0  # body bytes received so far (the app may not have read them all)
         self._length = length
 
+    @classmethod
+    def whole(cls, body: bytes) -> Input:
+        """An input over a body that was received whole (nothing to pull)."""
+        inp = cls(_no_body, True)
+        inp._buf = body
+        inp.bytes_read = len(body)
+        return inp
+
     def _pull(self) -> bytes:
         """The next piece of body from the connection; b"" at its end."""
         if self._done:
