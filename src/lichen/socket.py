@@ -51,7 +51,8 @@ class socket:
                  fileno: int | None = None, *, sock: _stdlib.socket | None = None) -> None:
         if sock is None:
             sock = _stdlib.socket(family, type, proto, fileno)
-        sock.setblocking(False)
+        if sock.gettimeout() != 0.0:  # (accepted sockets already are non-blocking: spare the ioctl)
+            sock.setblocking(False)
         self._sock = sock
         self._hub: Hub = get_hub()
         self._rio: Io | None = None
