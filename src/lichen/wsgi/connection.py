@@ -3,8 +3,9 @@
 #
 # Strategy: a connection holds a greenlet only while it has work. Between
 # requests it waits on its socket's read watcher alone; when bytes arrive the
-# hub hands it to a worker greenlet from the server's small free list, which
-# reads (system call first), parses with the I/O-free lichen.http parser, runs
+# server queues it for a worker greenlet, which reads (system call first),
+# takes plain heads through the C fast lane (lichen._fastpath) and anything
+# else through the I/O-free lichen.http parser, the one judge of errors, runs
 # the app and writes the response, then parks the connection again. Idle
 # expiry is a dict ordered by idle time that one server timer sweeps, so an
 # idle connection needs no timer of its own. Errors end as the right status

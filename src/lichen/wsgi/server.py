@@ -2,10 +2,12 @@
 #
 # Strategy: a StreamServer whose connections are lichen.wsgi.Connection
 # objects rather than greenlets. The server owns what connections share: the
-# app, settings, the prepared base environ, the cached Date header, the idle
-# map swept by one timer, and free lists of worker greenlets and of request
-# parsers that a connection takes when its bytes arrive and gives back when
-# it goes idle.
+# app, settings, the prepared base environ (and the C fast lane built on it),
+# the cached Date header, the idle map swept by one timer, the queue of
+# connections with bytes to read (served in turn by one worker greenlet per
+# loop iteration), and free lists of worker greenlets and of request parsers
+# that a connection takes when the fast lane declines a request and gives
+# back when it goes idle.
 from __future__ import annotations
 
 import logging
