@@ -605,12 +605,18 @@ def test_queue_after_a_worker_killed_by_keyboard_interrupt_is_still_served():
     served: list = []
     first = _QueuedConnection(served, KeyboardInterrupt())
     rest = [_QueuedConnection(served) for _ in range(3)]
-    for conn in [first, *rest]:
-        server.dispatch(conn)
-    with pytest.raises(KeyboardInterrupt):  # reaches the main greenlet
+    try:
+        for conn in [first, *rest]:
+            server.dispatch(conn)
+        with pytest.raises(KeyboardInterrupt):  # reaches the main greenlet
+            lhub.sleep(0.01)
         lhub.sleep(0.01)
-    lhub.sleep(0.01)
-    assert first.closed and served == rest
+        assert first.closed and served == rest
+    finally:
+        parked = list(server._free)
+        server.close()
+        lhub.sleep(0.01)
+    assert parked and all(g.dead for g in parked)  # close() ends the parked workers
 
 
 # A flood of bad requests -------------------------------------------------------------------
