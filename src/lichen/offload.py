@@ -13,16 +13,15 @@
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from lichen.hub import Hub, get_hub, spawn
 from lichen.sync import Queue
 from lichen.threadpool import ThreadPool
+from lichen.wsgi.response import close_body
 
 __all__ = ["blocking", "BlockingApp"]
 
-log = logging.getLogger("lichen.error")
 
 _END = object()
 
@@ -133,12 +132,7 @@ class BlockingApp:
             except BaseException as e:
                 portal.call(chunks.put, _Raised(e))
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    try:
-                        close()
-                    except Exception:
-                        log.exception("error in close() of a blocking app's response iterable")
+                close_body(result, "a blocking app's")
 
         self.pool.submit(run, hub)
         try:

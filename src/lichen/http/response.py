@@ -431,7 +431,7 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
     try:
         key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, *headers)
         hit = _WHOLE.get(key, False)
-    except TypeError:  # unhashable items: build_head rejects them
+    except TypeError:  # unhashable items (build_head judges them): not cached
         key, hit = (), False
     if hit is False:
         head, framer, keep = build_head(status, headers, http_version=http_version, method=method,

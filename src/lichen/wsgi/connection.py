@@ -26,7 +26,7 @@ from lichen.loop import READ, WRITE
 from lichen.proxy import ProxyHeaderError, ProxyProtocolError, apply_proxy_headers, parse_proxy_protocol
 from lichen.wsgi.environ import request_environ
 from lichen.wsgi.input import EMPTY_INPUT, Input
-from lichen.wsgi.response import FileWrapper, Response
+from lichen.wsgi.response import FileWrapper, Response, close_body
 
 __all__ = ["Connection", "ClientGone"]
 
@@ -272,14 +272,12 @@ class Connection:
             if data is None:
                 return
             woke = False
-            if idle and fast is not None:
+            if idle:  # (only then can data be a view of the shared buffer: see _try_recv)
                 data = self._fast_lane(fast, data)
                 if data is None:
                     return
                 if not data:
                     continue
-            elif type(data) is memoryview:
-                data = bytes(data)  # the parser may keep it past a yield
             if parser is None:
                 parser = self._parser()
             if parser.idle:
@@ -311,7 +309,7 @@ class Connection:
                 if end <= n:  # the whole body came with the head
                     inp = Input.whole(bytes(data[used:end]))
                 else:
-                    inp = Input(_LengthBody(self, bytes(data[used:]), end - n).next_chunk, False, None, length)
+                    inp = Input(_LengthBody(self, end - n).next_chunk, False, None, length, bytes(data[used:]))
                 used = min(end, n)
             rest = bytes(data[used:]) if n > used else b""
             keep = self.handle_request(req, env, inp, proxied)
@@ -637,13 +635,8 @@ class Connection:
             self._app_failed(resp)
             return False
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("error in close() of the application's response iterable")
-                    resp.keep_alive = False
+            if not close_body(result, "the application's"):
+                resp.keep_alive = False
 
     def _app_failed(self, resp: Response) -> None:
         if not resp.head_sent:
@@ -717,23 +710,18 @@ class Connection:
 
 
 class _LengthBody:
-    """A Content-Length body after a fast-lane head: the part that came with
-    the head, then reads of never more than what is left, so the socket keeps
-    any pipelined next request. (Bytes are only counted: there is no framing
-    to parse in a Content-Length body.)"""
+    """The rest of a Content-Length body after a fast-lane head: reads of
+    never more than what is left, so the socket keeps any pipelined next
+    request. (Bytes are only counted: there is no framing to parse in a
+    Content-Length body.)"""
 
-    __slots__ = ("conn", "pending", "left")
+    __slots__ = ("conn", "left")
 
-    def __init__(self, conn: Connection, pending: bytes, left: int) -> None:
+    def __init__(self, conn: Connection, left: int) -> None:
         self.conn = conn
-        self.pending = pending  # received with the head, not yet handed out
-        self.left = left        # still in the socket (or on its way)
+        self.left = left  # still in the socket (or on its way)
 
     def next_chunk(self) -> bytes:
-        pending = self.pending
-        if pending:
-            self.pending = b""
-            return pending
         left = self.left
         if not left:
             return b""

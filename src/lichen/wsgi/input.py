@@ -19,25 +19,24 @@ class Input:
     __slots__ = ("_next_chunk", "_buf", "_pos", "_done", "_on_first_read", "bytes_read", "_length")
 
     def __init__(self, next_chunk: Callable[[], bytes], empty: bool,
-                 on_first_read: Callable[[], None] | None = None, length: int | None = None) -> None:
+                 on_first_read: Callable[[], None] | None = None, length: int | None = None,
+                 received: bytes = b"") -> None:
         # next_chunk() returns the next piece of body, b"" at its end. With
         # `length` (a Content-Length body whose pieces never run past it) the
         # body is known complete with its last piece, without asking again.
+        # `received`: the start of the body, already read with the head.
         self._next_chunk = next_chunk
-        self._buf = b""
+        self._buf = received
         self._pos = 0
-        self._done = empty
-        self._on_first_read = on_first_read
-        self.bytes_read = 0  # body bytes received so far (the app may not have read them all)
         self._length = length
+        self._done = empty or (length is not None and len(received) >= length)
+        self._on_first_read = on_first_read
+        self.bytes_read = len(received)  # body bytes received so far (the app may not have read them all)
 
     @classmethod
     def whole(cls, body: bytes) -> Input:
         """An input over a body that was received whole (nothing to pull)."""
-        inp = cls(_no_body, True)
-        inp._buf = body
-        inp.bytes_read = len(body)
-        return inp
+        return cls(_no_body, False, None, len(body), body)
 
     def _pull(self) -> bytes:
         """The next piece of body from the connection; b"" at its end."""

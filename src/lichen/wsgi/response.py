@@ -7,16 +7,34 @@
 # on plain sockets go out with os.sendfile after the head.
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable
 
 from lichen.http import FINISHED, build_head, build_whole_response
 
-__all__ = ["FileWrapper", "Response", "ResponseStateError"]
+__all__ = ["FileWrapper", "Response", "ResponseStateError", "close_body"]
+
+log = logging.getLogger("lichen.error")
 
 
 class ResponseStateError(RuntimeError):
     """The app broke a start_response rule (PEP 3333)."""
+
+
+def close_body(result: Any, whose: str) -> bool:
+    """Call close() of an app's response iterable when it has one (PEP 3333
+    asks it of the server however the response ended). An exception there is
+    logged, naming `whose` iterable it was, and makes this return False."""
+    close = getattr(result, "close", None)
+    if close is None:
+        return True
+    try:
+        close()
+    except Exception:
+        log.exception("error in close() of %s response iterable", whose)
+        return False
+    return True
 
 
 class FileWrapper:
@@ -93,12 +111,19 @@ class Response:
         self.headers = headers
         return self.write
 
-    def _head(self, length: int | None) -> bytes:
-        """The head; `length` is the whole body's length when known."""
+    def _keep_alive_now(self) -> bool:
+        """Asked when the head is built: may the connection serve another
+        request, as far as the request and the server are concerned?"""
         if self.status is None:
             raise ResponseStateError("the application did not call start_response before sending a body")
+        return self.keep_alive and not (self.will_close is not None and self.will_close())
+
+    def _head(self, length: int | None, keep_alive: bool | None = None) -> bytes:
+        """The head; `length` is the whole body's length when known, and
+        `keep_alive` what _keep_alive_now() said when the caller asked it."""
+        if keep_alive is None:
+            keep_alive = self._keep_alive_now()
         req = self._request
-        keep_alive = self.keep_alive and not (self.will_close is not None and self.will_close())
         head, framer, keep = build_head(self.status, self.headers or [], http_version=req.http_version,
                                         method=req.method, keep_alive=keep_alive,
                                         date=self._date, server=self._server, length=length)
@@ -131,10 +156,8 @@ class Response:
 
     def send_all_at_once(self, body: bytes) -> None:
         """The whole body is known: one send with a Content-Length."""
-        if self.status is None:
-            raise ResponseStateError("the application did not call start_response before sending a body")
+        keep_alive = self._keep_alive_now()
         req = self._request
-        keep_alive = self.keep_alive and not (self.will_close is not None and self.will_close())
         whole = build_whole_response(self.status, self.headers or [], body, http_version=req.http_version,
                                      method=req.method, keep_alive=keep_alive, date=self._date, server=self._server)
         if whole is not None:
@@ -144,9 +167,7 @@ class Response:
             self._send(data)
             self.bytes_sent += len(body)
             return
-        self.keep_alive = keep_alive  # asked once: _head() must not ask will_close() again
-        self.will_close = None
-        head = self._head(len(body))
+        head = self._head(len(body), keep_alive)
         framer = self.framer
         self._send(head + framer.frame(body) + framer.end() if body else head + framer.end())
         self.bytes_sent += len(body)

@@ -104,9 +104,9 @@ class WSGIServer(StreamServer):
         self._access = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
-        self._base_environ: dict[str, Any] = {}
-        # The C fast lane for plain request heads; None until the base environ exists.
-        self.fast_parse: Callable[[bytes, Any], Any] | None = None
+        # The setter also builds fast_parse, the C fast lane for plain request
+        # heads, on this dict; init_socket sets the real one.
+        self.base_environ = {}
         self.idle: dict[Connection, float] = {}
         self._free: list[greenlet] = []
         self._ready: deque[Connection] = deque()  # connections waiting for a worker
