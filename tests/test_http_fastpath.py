@@ -35,7 +35,8 @@ from lichen.wsgi.environ import base_environ, request_environ
 from lichen.wsgi.input import EMPTY_INPUT
 from mutations import mutated as mutate
 
-DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100, "max_body": None}
+DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100, "max_field_size": 8190,
+            "max_body": None}
 PEER = ("127.0.0.1", 5555)
 # The environ keys of the proxy headers a server trusts (lichen.proxy's defaults).
 PROXY_KEYS = frozenset(("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED",
@@ -61,7 +62,7 @@ def make_base(extra: dict | None = None) -> dict:
 
 def fast_parser(base: dict, limits: dict) -> FastParser:
     return FastParser(base, EMPTY_INPUT, Request, limits["max_request_line"], limits["max_header_bytes"],
-                      limits["max_header_count"], limits["max_body"], PROXY_KEYS)
+                      limits["max_header_count"], limits["max_field_size"], limits["max_body"], PROXY_KEYS)
 
 
 # The authority ------------------------------------------------------------------------
@@ -337,9 +338,15 @@ def test_space_before_the_colon_of_a_header_name_falls_back():
 def test_at_the_limits_the_fast_lane_agrees_with_the_parser():
     line = b"GET /" + b"x" * 30 + b" HTTP/1.1"
     data = head(b"Host: a", b"X-A: " + b"v" * 40, start=line)
-    size = len(b"host") + len(b"a") + 4 + len(b"x-a") + 40 + 4
-    lane(data, max_request_line=len(line), max_header_bytes=size, max_header_count=2)
-    assert parser_takes(data, max_request_line=len(line), max_header_bytes=size, max_header_count=2)
+    size = len(b"Host: a\r\n") + len(b"X-A: " + b"v" * 40 + b"\r\n")
+    limits = {"max_request_line": len(line), "max_header_bytes": size, "max_header_count": 2,
+              "max_field_size": len(b"X-A: " + b"v" * 40 + b"\r\n")}
+    assert lane(data, **limits) is not None
+    assert parser_takes(data, **limits)
+    for key in limits:
+        over = {**limits, key: limits[key] - 1}
+        assert lane(data, **over) is None, key
+        assert parser_rejects(data, **over) in (414, 431), key
 
 
 @pytest.mark.parametrize("data", [
@@ -356,7 +363,6 @@ def test_at_the_limits_the_fast_lane_agrees_with_the_parser():
     head(b"Host: a", b"Connection: keep-alive", b"Connection: close"),
     head(b"Host: a", b"Content-Length: 00"),  # CONTENT_LENGTH "00"
     head(b"Host: a", b"Content-Length:  0 "),
-    head(b"Host: a", b"Content-Type: a", b"Content-Type: b"),  # the last one wins, not joined
     head(b"Host: a", start=b"GET /a%00b%zz%4 HTTP/1.1"),  # NUL decoded, bad escapes kept
     head(b"Host: a", start=b"GET /%C3%A9?%C3%A9 HTTP/1.1"),  # decoded octets read as latin-1
     head(b"Host: a", start=b'GET /"<>{}|\\^` HTTP/1.1'),  # llhttp accepts these in a path
@@ -379,11 +385,15 @@ def test_fast_lane_agrees_with_the_parser_on_its_quirks(data):
     lane(data)
 
 
-def test_whitespace_around_a_value_does_not_count_toward_the_header_bytes_limit():
-    data = head(b"Host: a", b"X-A:" + b" " * 100 + b"v" + b" \t" * 100)
-    size = len(b"host") + len(b"a") + 4 + len(b"x-a") + len(b"v") + 4
+def test_whitespace_around_a_value_counts_toward_the_header_bytes_limit():
+    # The limits bound the bytes a client makes us hold: raw bytes.
+    field = b"X-A:" + b" " * 100 + b"v" + b" \t" * 100
+    data = head(b"Host: a", field)
+    size = len(b"Host: a\r\n") + len(field) + 2
     lane(data, max_header_bytes=size)
     assert parser_takes(data, max_header_bytes=size)
+    assert lane(data, max_header_bytes=size - 1) is None
+    assert parser_rejects(data, max_header_bytes=size - 1) == 431
 
 
 # Accepted cases: the environ of what the fast lane takes ------------------------------
@@ -528,7 +538,7 @@ def test_a_request_class_with_post_init_is_constructed_by_calling_it():
         def __post_init__(self) -> None:
             self.method = self.method + "!"
 
-    fp = FastParser(make_base(), EMPTY_INPUT, Checked, 8190, 65536, 100)
+    fp = FastParser(make_base(), EMPTY_INPUT, Checked, 8190, 65536, 100, 8190)
     req = fp.parse(GET, PEER)[1]
     assert type(req) is Checked and req.method == "GET!"
 
@@ -725,9 +735,12 @@ def limits_for(draw, data: bytes) -> dict:
     events, _ = python_reading(data, DEFAULTS)
     if events and isinstance(events[0], Request):
         r = events[0]
-        need = {"max_request_line": len(r.method) + len(r.target) + 10,
-                "max_header_bytes": sum(len(n) + len(v) + 4 for n, v in r.headers),
-                "max_header_count": len(r.headers)}
+        first, _, rest = data.partition(b"\r\n")
+        field_lines = rest[:rest.find(b"\r\n\r\n") + 2].split(b"\r\n")[:-1] if rest[:2] != b"\r\n" else []
+        need = {"max_request_line": len(first),
+                "max_header_bytes": sum(len(line) + 2 for line in field_lines),
+                "max_header_count": len(r.headers),
+                "max_field_size": max((len(line) + 2 for line in field_lines), default=0)}
         key = draw(st.sampled_from(sorted(need)))
         limits[key] = max(0, need[key] + draw(st.sampled_from([-1, 0, 0, 1])))
     return limits
@@ -764,3 +777,27 @@ def test_the_decision_is_made_on_the_complete_head_alone(data, tail):
             assert got is None, k
         else:
             assert got == whole, k
+
+
+# Hardening: what both lanes refuse or drop alike ----------------------------------------
+def test_a_proxy_header_never_becomes_http_proxy_in_either_lane():
+    data = head(b"Host: a", b"Proxy: http://attacker.example:3128")
+    env = accepted(data)[0]  # (the contract checks the parser's environ is equal)
+    assert "HTTP_PROXY" not in env
+    assert (b"proxy", b"http://attacker.example:3128") in parser_takes(data)[0].headers
+
+
+@pytest.mark.parametrize("name", [b"Content-Type", b"Authorization", b"Proxy-Authorization", b"Range",
+                                  b"If-Range", b"If-Modified-Since", b"If-Unmodified-Since", b"Max-Forwards"])
+def test_a_repeated_singleton_field_falls_back_to_the_parsers_400(name):
+    data = head(b"Host: a", name + b": a", b"X: y", name.upper() + b": b")
+    assert lane(data) is None
+    assert parser_rejects(data) == 400
+
+
+def test_a_field_over_max_field_size_falls_back_to_the_parsers_431():
+    field = b"X-Big: " + b"v" * 100
+    data = head(b"Host: a", field)
+    assert accepted(data, max_field_size=len(field) + 2)
+    assert lane(data, max_field_size=len(field) + 1) is None
+    assert parser_rejects(data, max_field_size=len(field) + 1) == 431

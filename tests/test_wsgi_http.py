@@ -16,7 +16,7 @@ import pytest
 from lichen.wsgi import connection as wsgi_connection
 from wsgi_helpers import Client, ServerThread, echo_app, get, streaming_app
 
-LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_body=10000)
+LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_field_size=1024, max_body=10000)
 
 
 def app(environ, start_response):
@@ -502,6 +502,16 @@ BAD_REQUESTS = {
         (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     "connect_method_is_400": (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 400),
     "garbage_request_line_is_400": (b"hello\r\n\r\n", 400),
+    "transfer_coding_before_chunked_is_501":
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
+    "duplicate_content_type_is_400":
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nContent-Type: c/d\r\nContent-Length: 0\r\n\r\n",
+         400),
+    "forbidden_trailer_field_is_400":
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         b"1\r\nx\r\n0\r\nContent-Length: 5\r\n\r\n", 400),
+    "field_over_max_field_size_is_431":
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 1100 + b"\r\n\r\n", 431),
 }
 
 
@@ -577,6 +587,58 @@ def test_too_many_header_fields_is_431(srv, errlog):
     r = srv.request(get("/", extra=headers))
     assert r.status == 431
     assert "(431)" in error_lines(errlog)
+
+
+def test_many_tiny_fields_are_431_at_once_without_waiting_for_the_head_to_end(srv, errlog):
+    # The count is checked as fields arrive: no waiting for the header
+    # timeout while holding what the fields cost.
+    with srv.connect() as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n" + b"aa:\r\n" * 30)
+        r = c.read_response()
+        assert r.status == 431
+        assert c.read_until_close() == b""
+    assert "(431)" in error_lines(errlog)
+
+
+def test_transfer_encoding_with_ows_and_empty_elements_is_read_as_chunked(srv):
+    for te in (b"chunked \t", b",chunked,"):
+        with srv.connect() as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + te + b"\r\n\r\n"
+                   b"5 ; a = b\r\nhello\r\n0\r\n\r\n")
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"hello"), te
+
+
+def test_trailers_never_reach_the_environ():
+    seen = {}
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        seen.update(environ)
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    with ServerThread(app) as s:
+        r = s.request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"1\r\nx\r\n0\r\nX-Checksum: abc\r\n\r\n")
+    assert r.status == 200
+    assert "HTTP_X_CHECKSUM" not in seen
+
+
+def test_a_proxy_header_never_reaches_the_environ_as_http_proxy():
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ.get("HTTP_PROXY"))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    with ServerThread(app) as s:
+        # One plain head (the C fast lane) and one chunked (the parser).
+        s.request(b"GET / HTTP/1.1\r\nHost: a\r\nProxy: http://attacker.example:3128\r\n\r\n")
+        s.request(b"POST / HTTP/1.1\r\nHost: a\r\nProxy: http://attacker.example:3128\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert seen == [None, None]
 
 
 def test_declared_body_over_max_body_is_413(srv, errlog):

@@ -91,9 +91,13 @@ typedef struct {
      * only stores them, so parse() fills a new instance directly instead of
      * running that __init__; -1 in [0] when the class is not like that. */
     Py_ssize_t field_offsets[11];
+    /* Limits, with lichen.http.RequestParser's meaning (raw bytes): the
+     * request line without CRLF, the field lines with their CRLFs, the
+     * number of field lines, one field line with its CRLF. */
     Py_ssize_t max_request_line;
     Py_ssize_t max_header_bytes;
     Py_ssize_t max_header_count;
+    Py_ssize_t max_field_size;
     long long max_body;     /* -1: no limit */
     PyObject *proxy_keys;   /* environ keys of the proxy headers (a frozenset) */
     int base_has_fields;    /* base has HTTP_* / CONTENT_* keys a field may join */
@@ -139,11 +143,12 @@ static int
 FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"base", "empty_input", "request_cls", "max_request_line", "max_header_bytes",
-                             "max_header_count", "max_body", "proxy_keys", NULL};
+                             "max_header_count", "max_field_size", "max_body", "proxy_keys", NULL};
     PyObject *base, *empty_input, *request_cls, *max_body = Py_None, *proxy_keys = NULL;
-    Py_ssize_t mrl, mhb, mhc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnn|OO!", kwlist, &PyDict_Type, &base, &empty_input,
-                                     &request_cls, &mrl, &mhb, &mhc, &max_body, &PyFrozenSet_Type, &proxy_keys))
+    Py_ssize_t mrl, mhb, mhc, mfs;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOnnnn|OO!", kwlist, &PyDict_Type, &base, &empty_input,
+                                     &request_cls, &mrl, &mhb, &mhc, &mfs, &max_body, &PyFrozenSet_Type,
+                                     &proxy_keys))
         return -1;
     proxy_keys = proxy_keys ? Py_NewRef(proxy_keys) : PyFrozenSet_New(NULL);
     if (proxy_keys == NULL)
@@ -190,6 +195,7 @@ FastParser_init(FastParser *self, PyObject *args, PyObject *kwds)
     self->max_request_line = mrl;
     self->max_header_bytes = mhb;
     self->max_header_count = mhc;
+    self->max_field_size = mfs;
     return 0;
 }
 
@@ -283,12 +289,14 @@ lower_hash(const unsigned char *name, Py_ssize_t n, unsigned char *lower)
 
 /* The environ key of a lower-cased field name, or NULL with no error for
  * names the environ drops (those with "_": X-Foo_Bar must not pose as
- * X-Foo-Bar). */
+ * X-Foo-Bar; and Proxy). */
 static PyObject *
 environ_key(const unsigned char *lower, Py_ssize_t n, unsigned int hash)
 {
     if (memchr(lower, '_', n))
         return NULL;
+    if (n == 5 && memcmp(lower, "proxy", 5) == 0)
+        return NULL;  /* never HTTP_PROXY: CGI-style code reads it as its proxy (httpoxy) */
     if (n == 12 && memcmp(lower, "content-type", 12) == 0)
         return Py_NewRef(k_content_type);
     if (n == 14 && memcmp(lower, "content-length", 14) == 0)
@@ -457,6 +465,7 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t nfields = 0, hbytes = 0;
     Py_ssize_t host_field = -1, length_field = -1;
     int conn_close = 0, conn_keep = 0, proxied = self->base_has_proxy;
+    unsigned int singletons = 0;
     long long content_length = 0;
 
     /* Request line: METHOD SP origin-form SP HTTP/1.x CRLF */
@@ -488,7 +497,7 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         q++;
     }
     Py_ssize_t tlen = q - target;
-    if (tlen > self->max_request_line - 13 || mlen + tlen + 10 > self->max_request_line)
+    if (mlen + 1 + tlen + 9 > self->max_request_line)  /* "METHOD target HTTP/1.x" */
         FALLBACK;
     if (end - q < 11 || memcmp(q, " HTTP/1.", 8) != 0 || (q[8] != '1' && q[8] != '0') || q[9] != '\r' ||
         q[10] != '\n')
@@ -524,15 +533,22 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
             vend--;
         p += 2;
-        if (nfields == MAX_FIELDS)
+        if (nfields == MAX_FIELDS || p - name > self->max_field_size)
             FALLBACK;
         field_t *f = &fields[nfields];
         f->name = name;
         f->name_len = nlen;
         f->value = value;
         f->value_len = vend - value;
-        hbytes += nlen + f->value_len;
-        /* Fields with a meaning for framing or the connection. */
+        hbytes += p - name;
+        /* Fields with a meaning for framing or the connection, and the
+         * singletons a repeat of which is the parser's 400. */
+#define SINGLETON(lit, bit)                                   \
+    if (lower_equals(name, nlen, lit)) {                      \
+        if (singletons & (1u << (bit)))                       \
+            FALLBACK;                                         \
+        singletons |= 1u << (bit);                            \
+    }
         switch (name[0] | 0x20) {
         case 'h':
             if (lower_equals(name, nlen, "host")) {
@@ -564,7 +580,21 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
                     FALLBACK;
                 if (conn_close && conn_keep)
                     FALLBACK;
-            }
+            } else SINGLETON("content-type", 0)
+            break;
+        case 'a':
+            SINGLETON("authorization", 1)
+            break;
+        case 'r':
+            SINGLETON("range", 2)
+            break;
+        case 'i':
+            SINGLETON("if-range", 3)
+            else SINGLETON("if-modified-since", 4)
+            else SINGLETON("if-unmodified-since", 5)
+            break;
+        case 'm':
+            SINGLETON("max-forwards", 6)
             break;
         case 't':
             if (lower_equals(name, nlen, "transfer-encoding"))
@@ -581,11 +611,13 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         case 'p':
             if (lower_equals(name, nlen, "proxy-connection"))
                 FALLBACK;
+            SINGLETON("proxy-authorization", 7)
             break;
         }
+#undef SINGLETON
         nfields++;
     }
-    if (nfields > self->max_header_count || hbytes + 4 * nfields > self->max_header_bytes)
+    if (nfields > self->max_header_count || hbytes > self->max_header_bytes)
         FALLBACK;
     if (host_field < 0 && !http10)
         FALLBACK;
@@ -603,7 +635,11 @@ FastParser_parse(FastParser *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(rport);
         goto error;
     }
-    if (set_item(env, k_remote_addr, raddr) < 0 || set_item(env, k_remote_port, rport) < 0)
+    if (set_item(env, k_remote_addr, raddr) < 0) {
+        Py_DECREF(rport);  /* set_item took raddr whatever happened */
+        goto error;
+    }
+    if (set_item(env, k_remote_port, rport) < 0)
         goto error;
     PyObject *method = method_str[m];
     if (PyDict_SetItem(env, k_method, method) < 0)
@@ -747,6 +783,7 @@ static PyTypeObject FastParserType = {
     .tp_basicsize = sizeof(FastParser),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "FastParser(base, empty_input, request_cls, max_request_line, max_header_bytes, max_header_count,\n"
+              "           max_field_size,\n"
               "           max_body=None, proxy_keys=frozenset())\n\n"
               "Builds environ and Request for plain request heads in one C pass.",
     .tp_new = PyType_GenericNew,

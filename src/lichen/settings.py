@@ -72,9 +72,15 @@ class Settings:
               "(slowloris guard); answered with 408", _positive)
     body_timeout: float = _setting(30.0, "seconds the request body may stay silent between reads", _positive)
     write_timeout: float = _setting(60.0, "seconds a client may block our writes before it is cut off", _positive)
-    max_request_line: int = _setting(8190, "longest request line in bytes (414 beyond)", _positive)
-    max_header_bytes: int = _setting(65536, "largest header section in bytes (431 beyond)", _positive)
+    max_request_line: int = _setting(8190, "longest request line in bytes, without its CRLF (414 beyond)",
+                                     _positive)
+    max_header_bytes: int = _setting(
+        65536, "largest header section in bytes: the field lines with their CRLFs (431 beyond); a "
+               "chunked body's trailers get as much again", _positive)
     max_header_count: int = _setting(100, "most header fields in a request (431 beyond)", _positive)
+    max_field_size: int = _setting(
+        8190, "longest header field line in bytes, with its CRLF (431 beyond); chunk-size lines are held "
+              "to it too", _positive)
     max_body: int | None = _setting(
         1 << 30, "largest request body in bytes (413 beyond); None for no limit", _optional_positive)
     max_discard: int = _setting(

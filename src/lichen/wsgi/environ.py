@@ -17,14 +17,18 @@ _KEYS: dict[bytes, str | None] = {}
 
 
 def header_key(name: bytes) -> str | None:
-    """The environ key of a lower-cased header name; None for names with
-    `_`, which are dropped so that `X-Foo_Bar` cannot pose as `X-Foo-Bar`
-    (a header spoofing trick against proxies that strip one spelling)."""
+    """The environ key of a lower-cased header name; None for names the
+    environ drops: those with `_`, so that `X-Foo_Bar` cannot pose as
+    `X-Foo-Bar` (a spoofing trick against proxies that strip one spelling),
+    and `Proxy` (httpoxy)."""
     try:
         return _KEYS[name]
     except KeyError:
         pass
-    if b"_" in name:
+    if b"_" in name or name == b"proxy":
+        # (A Proxy header must never become HTTP_PROXY: code that reads
+        # proxy settings CGI-style would send its requests to the client's
+        # proxy: "httpoxy".)
         key = None
     else:
         key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")

@@ -134,7 +134,7 @@ class WSGIServer(StreamServer):
         self._base_environ = env
         st = self.settings
         self.fast_parse = FastParser(env, EMPTY_INPUT, Request, st.max_request_line, st.max_header_bytes,
-                                     st.max_header_count, st.max_body, self.proxy_keys).parse
+                                     st.max_header_count, st.max_field_size, st.max_body, self.proxy_keys).parse
 
     # Shared per-request helpers -------------------------------------------
     def take_parser(self) -> RequestParser:
@@ -144,7 +144,8 @@ class WSGIServer(StreamServer):
             return self._free_parsers.pop()
         st = self.settings
         return RequestParser(max_request_line=st.max_request_line, max_header_bytes=st.max_header_bytes,
-                             max_header_count=st.max_header_count, max_body=st.max_body)
+                             max_header_count=st.max_header_count, max_field_size=st.max_field_size,
+                             max_body=st.max_body)
 
     def give_parser(self, parser: RequestParser) -> None:
         """Take back the parser of a connection going idle (parser.reusable)."""
