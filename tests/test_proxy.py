@@ -4,8 +4,10 @@ import struct
 
 import pytest
 
+from lichen.config import parse_args
 from lichen.proxy import (PROXY_V2_SIGNATURE, AllowList, ProxyHeaderError, ProxyHeaders, ProxyProtocolError,
                           _parse_forwarded, apply_proxy_headers, parse_proxy_protocol)
+from lichen.settings import Settings
 
 
 def env(remote="127.0.0.1", **headers):
@@ -23,6 +25,11 @@ def applied(cfg=CFG, **headers):
     e = env(**headers)
     apply_proxy_headers(e, cfg)
     return e
+
+
+def trusting_host(**kw):
+    """Rules for a proxy that overwrites X-Forwarded-Host/-Port/-Prefix."""
+    return ProxyHeaders(trust_forwarded_host=True, **kw)
 
 
 def test_allow_list_matches_addresses_and_networks():
@@ -68,19 +75,19 @@ def test_x_forwarded_proto_sets_url_scheme():
 
 def test_x_forwarded_host_sets_http_host_and_server_name():
     e = env(x_forwarded_host="example.com:8443")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert (e["HTTP_HOST"], e["SERVER_NAME"], e["SERVER_PORT"]) == ("example.com:8443", "example.com", "8443")
 
 
 def test_x_forwarded_port_sets_server_port():
     e = env(x_forwarded_host="example.com", x_forwarded_proto="https", x_forwarded_port="8443")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert e["SERVER_PORT"] == "8443" and e["HTTP_HOST"] == "example.com:8443"
 
 
 def test_x_forwarded_prefix_sets_script_name():
     e = env(x_forwarded_prefix="/app/")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert e["SCRIPT_NAME"] == "/app"
 
 
@@ -92,7 +99,7 @@ def test_x_real_ip_is_honoured_from_a_trusted_peer():
 
 def test_rfc7239_forwarded_header_is_honoured():
     e = env(forwarded='for="[2001:db8::1]:4711";proto=https;host=example.com')
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert (e["REMOTE_ADDR"], e["wsgi.url_scheme"], e["HTTP_HOST"]) == ("2001:db8::1", "https", "example.com")
 
 
@@ -126,7 +133,7 @@ def test_unknown_forwarded_proto_is_an_error():
 
 
 def test_header_names_are_configurable():
-    cfg = ProxyHeaders(host_header="X-FHost")
+    cfg = trusting_host(host_header="X-FHost")
     e = env(x_fhost="example.org", x_forwarded_host="ignored.example")
     apply_proxy_headers(e, cfg)
     assert e["HTTP_HOST"] == "example.org"
@@ -137,6 +144,41 @@ def test_environ_without_proxy_headers_is_untouched():
     before = dict(e)
     apply_proxy_headers(e, CFG)
     assert e == before
+
+
+# Trust defaults: client address and scheme only ------------------------------------
+def test_x_forwarded_host_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_host="evil.example")
+    assert (e["HTTP_HOST"], e["SERVER_NAME"]) == ("backend:8000", "backend") and "HTTP_X_FORWARDED_HOST" not in e
+
+
+def test_x_forwarded_port_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_port="8443")
+    assert e["SERVER_PORT"] == "8000" and "HTTP_X_FORWARDED_PORT" not in e
+
+
+def test_x_forwarded_prefix_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_prefix="/admin")
+    assert e["SCRIPT_NAME"] == "" and "HTTP_X_FORWARDED_PREFIX" not in e
+
+
+def test_forwarded_host_is_ignored_by_default():
+    e = applied(forwarded="for=203.0.113.7;host=evil.example")
+    assert (e["REMOTE_ADDR"], e["HTTP_HOST"]) == ("203.0.113.7", "backend:8000")
+
+
+def test_client_address_and_scheme_are_trusted_by_default():
+    e = applied(x_forwarded_for="203.0.113.7", x_forwarded_proto="https", x_forwarded_host="evil.example")
+    assert (e["REMOTE_ADDR"], e["wsgi.url_scheme"], e["HTTP_HOST"]) == ("203.0.113.7", "https", "backend:8000")
+
+
+def test_trust_forwarded_host_setting_reaches_the_proxy_rules():
+    assert ProxyHeaders.from_settings(Settings(trust_forwarded_host=True)).trust_forwarded_host
+    assert not ProxyHeaders.from_settings(Settings()).trust_forwarded_host
+
+
+def test_trust_forwarded_host_is_a_command_line_flag():
+    assert parse_args(["--trust-forwarded-host", "m:app"]).settings().trust_forwarded_host is True
 
 
 # RFC 7239 Forwarded grammar ----------------------------------------------------------
@@ -223,7 +265,7 @@ def test_forwarded_port_that_is_not_a_port_leaves_remote_port_empty(port):
 
 def test_x_forwarded_port_with_non_ascii_digits_is_an_error():
     with pytest.raises(ProxyHeaderError):
-        applied(x_forwarded_port="\u00b2")
+        applied(trusting_host(), x_forwarded_port="\u00b2")
 
 
 def test_unclosed_ipv6_bracket_is_not_an_address():

@@ -23,6 +23,19 @@ def serve(**settings):
     return srv
 
 
+def test_client_x_forwarded_host_does_not_reach_http_host_by_default():
+    with serve() as srv:
+        r = srv.request(get("/reset", host="shop.example", extra="X-Forwarded-Host: evil.example\r\n"))
+    assert r.status == 200
+    assert srv.seen[0]["HTTP_HOST"] == "shop.example" and "HTTP_X_FORWARDED_HOST" not in srv.seen[0]
+
+
+def test_x_forwarded_host_reaches_http_host_when_trusted():
+    with serve(trust_forwarded_host=True) as srv:
+        r = srv.request(get("/", host="backend", extra="X-Forwarded-Host: shop.example\r\n"))
+    assert r.status == 200 and srv.seen[0]["HTTP_HOST"] == "shop.example"
+
+
 def test_forwarded_unbalanced_quote_spoof_is_answered_400():
     # The client's line opens a quote; its proxy appends the real address.
     extra = 'Forwarded: for="_x\r\nForwarded: for=203.0.113.7\r\n'

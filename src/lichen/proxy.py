@@ -4,7 +4,11 @@
 # headers (X-Forwarded-*, X-Real-IP, RFC 7239 Forwarded) are applied only
 # when the direct peer is in the allow list (unix-socket peers are trusted),
 # and are deleted from the environ otherwise, so an app never sees a spoofed
-# value. Forwarded is read by a strict tokenizer (a quote left open is a 400, never a swallowed
+# value. Even from a trusted proxy only the client address and the scheme
+# are taken by default (what nginx's usual recipe overwrites); the host,
+# port and prefix headers, which nginx passes through from the client, only
+# when trust_forwarded_host says the proxy sets them. Forwarded is read by
+# a strict tokenizer (a quote left open is a 400, never a swallowed
 # element), client addresses are reduced to the canonical text of an IP
 # before they reach the environ, and headers that disagree about the client
 # are a 400, not a guess. The PROXY protocol (v1 text, v2 binary) is parsed
@@ -81,6 +85,10 @@ class ProxyHeaders:
     prefix_header: str = "X-Forwarded-Prefix"
     real_ip_header: str = "X-Real-IP"
     forwarded: bool = True  # RFC 7239 `Forwarded`
+    # Host, port and prefix headers (and Forwarded host=) set the URL the
+    # app builds links from; a proxy that does not overwrite them passes
+    # the client's own, so they are off unless the deployment vouches.
+    trust_forwarded_host: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProxyHeaders:
@@ -88,7 +96,7 @@ class ProxyHeaders:
         return cls(allow=AllowList(settings.forwarded_allow_ips), for_header=settings.forwarded_for_header,
                    proto_header=settings.forwarded_proto_header, host_header=settings.forwarded_host_header,
                    port_header=settings.forwarded_port_header, prefix_header=settings.forwarded_prefix_header,
-                   real_ip_header=settings.real_ip_header)
+                   real_ip_header=settings.real_ip_header, trust_forwarded_host=settings.trust_forwarded_host)
 
     def keys(self) -> dict[str, str]:
         """Environ key of each header role ('for', 'proto', 'host', ...),
@@ -232,13 +240,19 @@ def _last(value: str) -> str:
     return value.rsplit(",", 1)[-1].strip()
 
 
+# What a proxy says about the URL rather than the client: trusted only when
+# the settings say the proxies overwrite these headers.
+_HOST_ROLES = ("host", "port", "prefix")
+
+
 def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
     """Rewrite the environ from a trusted proxy's headers, or drop them.
 
-    Sets REMOTE_ADDR (and REMOTE_PORT when the hop carries a port),
-    wsgi.url_scheme, HTTP_HOST/SERVER_NAME/SERVER_PORT and SCRIPT_NAME.
-    Raises ProxyHeaderError (answer 400) when they are malformed or
-    disagree."""
+    Sets REMOTE_ADDR (and REMOTE_PORT when the hop carries a port) and
+    wsgi.url_scheme; with config.trust_forwarded_host also HTTP_HOST,
+    SERVER_NAME/SERVER_PORT and SCRIPT_NAME, whose headers are otherwise
+    removed. Raises ProxyHeaderError (answer 400) when the headers are
+    malformed or disagree."""
     keys = config.keys()
     present = {role: environ[key] for role, key in keys.items() if key in environ}
     if not present:
@@ -247,6 +261,10 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
         for key in keys.values():
             environ.pop(key, None)
         return
+    if not config.trust_forwarded_host:
+        for role in _HOST_ROLES:
+            if present.pop(role, None) is not None:
+                del environ[keys[role]]
     client: _Hop | None = None
     proto = host = None
     if "forwarded" in present:
@@ -256,7 +274,8 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
             client = _client_from_hops(hops, config.allow)
         last = elements[-1] if elements else {}
         proto = last.get("proto")
-        host = last.get("host")
+        if config.trust_forwarded_host:
+            host = last.get("host")
     if "for" in present:
         xff = _client_from_hops(present["for"].split(","), config.allow)
         if client is not None and client.addr != xff.addr:
