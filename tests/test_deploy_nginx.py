@@ -1,6 +1,8 @@
 # lichen behind a real nginx (Debian nginx-light), over TCP and over a unix
 # socket: what the app sees of the client, and that spoofed proxy headers from
-# an untrusted client never reach it.
+# an untrusted client never reach it. One lichen runs with the defaults
+# behind nginx's usual recipe; a second one runs with --trust-forwarded-host
+# behind locations that overwrite X-Forwarded-Host/-Port/-Prefix.
 import os
 import shutil
 import signal
@@ -30,6 +32,7 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     upstream lichen_tcp {{ server 127.0.0.1:{lichen_port}; }}
+    upstream lichen_host {{ server 127.0.0.1:{host_port}; }}
     upstream lichen_unix {{ server unix:{sock}; }}
     server {{
         listen 127.0.0.1:{tcp_port};
@@ -39,13 +42,24 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+        location /host-trusted/ {{
+            proxy_pass http://lichen_host/;
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Forwarded-Prefix /host-trusted;
         }}
         location /tls-terminated/ {{
-            proxy_pass http://lichen_tcp/;
+            proxy_pass http://lichen_host/;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port 443;
             proxy_set_header X-Forwarded-Prefix /tls-terminated;
         }}
     }}
@@ -67,19 +81,22 @@ http {{
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nginx")
     sock = str(tmp / "lichen.sock")
-    lichen_port, tcp_port, unix_port = free_port(), free_port(), free_port()
+    lichen_port, host_port, tcp_port, unix_port = free_port(), free_port(), free_port(), free_port()
     lichen = Master("-w", "1", "-b", f"127.0.0.1:{lichen_port}", "-b", f"unix:{sock}", APP,
                     stderr_path=str(tmp / "lichen.log"))
+    lichen_host = Master("-w", "1", "-b", f"127.0.0.1:{host_port}", "--trust-forwarded-host", APP,
+                         stderr_path=str(tmp / "lichen-host.log"))
     conf = tmp / "nginx.conf"
     # As root, nginx's worker would drop to nobody and could not reach the
     # socket in the private temp dir.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, lichen_port=lichen_port, sock=sock, tcp_port=tcp_port,
-                                      unix_port=unix_port))
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, lichen_port=lichen_port, host_port=host_port, sock=sock,
+                                      tcp_port=tcp_port, unix_port=unix_port))
     nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)], start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(lichen_port)
+        wait_port(host_port)
         wait_port(tcp_port)
         wait_port(unix_port)
         yield {"lichen": lichen_port, "tcp": tcp_port, "unix": unix_port}
@@ -91,6 +108,7 @@ def stack(tmp_path_factory):
             os.killpg(nginx.pid, signal.SIGKILL)
             nginx.wait(10)
         lichen.close()
+        lichen_host.close()
 
 
 def request(port, path="/env", headers=(), source="127.0.0.2"):
@@ -117,13 +135,29 @@ def test_app_behind_nginx_over_tcp_sees_the_real_client_address(stack):
 
 
 def test_app_behind_nginx_over_tcp_sees_the_original_host_and_scheme(stack):
+    # Host comes from nginx's `proxy_set_header Host $host`; SERVER_NAME stays
+    # lichen's own unless X-Forwarded-Host is trusted.
     _, seen = request(stack["tcp"])
-    assert (seen["HTTP_HOST"], seen["SERVER_NAME"], seen["wsgi.url_scheme"]) == ("example.test", "example.test", "http")
+    assert (seen["HTTP_HOST"], seen["SERVER_NAME"], seen["wsgi.url_scheme"]) == ("example.test", "127.0.0.1", "http")
 
 
 def test_tls_terminating_proxy_sets_https_scheme_and_script_name(stack):
     _, seen = request(stack["tcp"], "/tls-terminated/env")
     assert (seen["wsgi.url_scheme"], seen["SCRIPT_NAME"]) == ("https", "/tls-terminated")
+    assert (seen["HTTP_HOST"], seen["SERVER_PORT"]) == ("example.test", "443")
+
+
+def test_client_x_forwarded_host_through_nginx_does_not_reach_the_app_by_default(stack):
+    # nginx's usual recipe passes the client's X-Forwarded-Host through.
+    status, seen = request(stack["tcp"], headers=["X-Forwarded-Host: evil.test", "X-Forwarded-Prefix: /evil"])
+    assert status == 200 and (seen["HTTP_HOST"], seen["SCRIPT_NAME"]) == ("example.test", "")
+
+
+def test_trusted_forwarded_host_comes_from_nginx_not_from_the_client(stack):
+    status, seen = request(stack["tcp"], "/host-trusted/env",
+                           headers=["X-Forwarded-Host: evil.test", "X-Forwarded-Port: 1", "X-Forwarded-Prefix: /evil"])
+    assert status == 200 and (seen["SERVER_NAME"], seen["SCRIPT_NAME"]) == ("example.test", "/host-trusted")
+    assert (seen["HTTP_HOST"], seen["SERVER_PORT"]) == (f"example.test:{stack['tcp']}", str(stack["tcp"]))
 
 
 def test_app_behind_nginx_over_unix_socket_sees_the_real_client_address(stack):

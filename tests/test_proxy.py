@@ -1,11 +1,13 @@
-# Trusted-proxy rules and the PROXY protocol parser (lichen.proxy), as pure
-# functions over environ dicts and bytes.
+# Trusted-proxy rules, the RFC 7239 Forwarded grammar and the PROXY protocol
+# parser (lichen.proxy), as pure functions over environ dicts and bytes.
 import struct
 
 import pytest
 
+from lichen.config import parse_args
 from lichen.proxy import (PROXY_V2_SIGNATURE, AllowList, ProxyHeaderError, ProxyHeaders, ProxyProtocolError,
-                          apply_proxy_headers, parse_proxy_protocol)
+                          _parse_forwarded, apply_proxy_headers, parse_proxy_protocol)
+from lichen.settings import Settings
 
 
 def env(remote="127.0.0.1", **headers):
@@ -16,6 +18,18 @@ def env(remote="127.0.0.1", **headers):
 
 
 CFG = ProxyHeaders()
+
+
+def applied(cfg=CFG, **headers):
+    """The environ of a request from the trusted 127.0.0.1, after the rules."""
+    e = env(**headers)
+    apply_proxy_headers(e, cfg)
+    return e
+
+
+def trusting_host(**kw):
+    """Rules for a proxy that overwrites X-Forwarded-Host/-Port/-Prefix."""
+    return ProxyHeaders(trust_forwarded_host=True, **kw)
 
 
 def test_allow_list_matches_addresses_and_networks():
@@ -61,19 +75,19 @@ def test_x_forwarded_proto_sets_url_scheme():
 
 def test_x_forwarded_host_sets_http_host_and_server_name():
     e = env(x_forwarded_host="example.com:8443")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert (e["HTTP_HOST"], e["SERVER_NAME"], e["SERVER_PORT"]) == ("example.com:8443", "example.com", "8443")
 
 
 def test_x_forwarded_port_sets_server_port():
     e = env(x_forwarded_host="example.com", x_forwarded_proto="https", x_forwarded_port="8443")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert e["SERVER_PORT"] == "8443" and e["HTTP_HOST"] == "example.com:8443"
 
 
 def test_x_forwarded_prefix_sets_script_name():
     e = env(x_forwarded_prefix="/app/")
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert e["SCRIPT_NAME"] == "/app"
 
 
@@ -85,7 +99,7 @@ def test_x_real_ip_is_honoured_from_a_trusted_peer():
 
 def test_rfc7239_forwarded_header_is_honoured():
     e = env(forwarded='for="[2001:db8::1]:4711";proto=https;host=example.com')
-    apply_proxy_headers(e, CFG)
+    apply_proxy_headers(e, trusting_host())
     assert (e["REMOTE_ADDR"], e["wsgi.url_scheme"], e["HTTP_HOST"]) == ("2001:db8::1", "https", "example.com")
 
 
@@ -119,7 +133,7 @@ def test_unknown_forwarded_proto_is_an_error():
 
 
 def test_header_names_are_configurable():
-    cfg = ProxyHeaders(host_header="X-FHost")
+    cfg = trusting_host(host_header="X-FHost")
     e = env(x_fhost="example.org", x_forwarded_host="ignored.example")
     apply_proxy_headers(e, cfg)
     assert e["HTTP_HOST"] == "example.org"
@@ -132,6 +146,139 @@ def test_environ_without_proxy_headers_is_untouched():
     assert e == before
 
 
+# Trust defaults: client address and scheme only ------------------------------------
+def test_x_forwarded_host_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_host="evil.example")
+    assert (e["HTTP_HOST"], e["SERVER_NAME"]) == ("backend:8000", "backend") and "HTTP_X_FORWARDED_HOST" not in e
+
+
+def test_x_forwarded_port_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_port="8443")
+    assert e["SERVER_PORT"] == "8000" and "HTTP_X_FORWARDED_PORT" not in e
+
+
+def test_x_forwarded_prefix_is_ignored_and_removed_by_default():
+    e = applied(x_forwarded_prefix="/admin")
+    assert e["SCRIPT_NAME"] == "" and "HTTP_X_FORWARDED_PREFIX" not in e
+
+
+def test_forwarded_host_is_ignored_by_default():
+    e = applied(forwarded="for=203.0.113.7;host=evil.example")
+    assert (e["REMOTE_ADDR"], e["HTTP_HOST"]) == ("203.0.113.7", "backend:8000")
+
+
+def test_client_address_and_scheme_are_trusted_by_default():
+    e = applied(x_forwarded_for="203.0.113.7", x_forwarded_proto="https", x_forwarded_host="evil.example")
+    assert (e["REMOTE_ADDR"], e["wsgi.url_scheme"], e["HTTP_HOST"]) == ("203.0.113.7", "https", "backend:8000")
+
+
+def test_trust_forwarded_host_setting_reaches_the_proxy_rules():
+    assert ProxyHeaders.from_settings(Settings(trust_forwarded_host=True)).trust_forwarded_host
+    assert not ProxyHeaders.from_settings(Settings()).trust_forwarded_host
+
+
+def test_trust_forwarded_host_is_a_command_line_flag():
+    assert parse_args(["--trust-forwarded-host", "m:app"]).settings().trust_forwarded_host is True
+
+
+# RFC 7239 Forwarded grammar ----------------------------------------------------------
+def test_forwarded_unbalanced_quote_is_400():
+    with pytest.raises(ProxyHeaderError, match="quoted-string"):
+        _parse_forwarded('for="_x')
+
+
+def test_forwarded_open_quote_cannot_swallow_the_element_a_proxy_appends():
+    # Two Forwarded lines, the client's and its proxy's, reach us joined.
+    with pytest.raises(ProxyHeaderError):
+        applied(forwarded='for="_x, for=203.0.113.7')
+
+
+def test_forwarded_quoted_pairs_are_unescaped():
+    assert _parse_forwarded('by="a\\\\b\\"c\\d"') == [{"by": 'a\\b"cd'}]
+
+
+def test_forwarded_escaped_quote_does_not_end_a_quoted_string():
+    assert _parse_forwarded('for="_a\\",b";proto=https') == [{"for": '_a",b', "proto": "https"}]
+
+
+def test_forwarded_parameter_repeated_in_one_element_is_400():
+    with pytest.raises(ProxyHeaderError, match="repeated"):
+        _parse_forwarded("for=192.0.2.1;For=203.0.113.7")
+
+
+def test_forwarded_whitespace_around_equals_is_400():
+    with pytest.raises(ProxyHeaderError, match="whitespace around"):
+        _parse_forwarded("for = 192.0.2.1")
+
+
+def test_forwarded_whitespace_around_comma_and_semicolon_is_allowed():
+    assert _parse_forwarded(" for=192.0.2.1 ;\tproto=https , for=203.0.113.7 ") == [
+        {"for": "192.0.2.1", "proto": "https"}, {"for": "203.0.113.7"}]
+
+
+def test_forwarded_empty_list_elements_are_ignored():
+    e = applied(forwarded=", for=203.0.113.7;proto=https, ,")
+    assert (e["REMOTE_ADDR"], e["wsgi.url_scheme"]) == ("203.0.113.7", "https")
+
+
+def test_forwarded_bad_character_in_a_token_is_400():
+    with pytest.raises(ProxyHeaderError):
+        _parse_forwarded("by=a@b;for=203.0.113.7")
+
+
+def test_forwarded_pair_without_equals_is_400():
+    with pytest.raises(ProxyHeaderError, match="without '='"):
+        _parse_forwarded("for=203.0.113.7;secure")
+
+
+def test_forwarded_and_x_forwarded_for_agree_on_the_canonical_address():
+    e = applied(forwarded='for="[2001:db8::1]"', x_forwarded_for="2001:DB8::0:1")
+    assert e["REMOTE_ADDR"] == "2001:db8::1"
+
+
+# Client addresses from headers are normalised ----------------------------------------
+def test_ipv6_scope_id_never_reaches_remote_addr():
+    e = applied(x_forwarded_for='fe80::1%x y"')
+    assert e["REMOTE_ADDR"] == "fe80::1"
+
+
+def test_forwarded_ipv6_scope_id_is_dropped_and_the_port_kept():
+    e = applied(forwarded='for="[fe80::1%25eth0]:4711"')
+    assert (e["REMOTE_ADDR"], e["REMOTE_PORT"]) == ("fe80::1", "4711")
+
+
+def test_ipv6_client_address_is_canonicalised():
+    e = applied(x_forwarded_for="2001:DB8::0:1")
+    assert e["REMOTE_ADDR"] == "2001:db8::1"
+
+
+def test_ipv4_mapped_client_address_becomes_ipv4():
+    e = applied(x_real_ip="::ffff:1.2.3.4")
+    assert e["REMOTE_ADDR"] == "1.2.3.4"
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "\u00b2"])
+def test_forwarded_port_that_is_not_a_port_leaves_remote_port_empty(port):
+    e = applied(x_forwarded_for=f"203.0.113.7:{port}")
+    assert (e["REMOTE_ADDR"], e["REMOTE_PORT"]) == ("203.0.113.7", "")
+
+
+def test_x_forwarded_port_with_non_ascii_digits_is_an_error():
+    with pytest.raises(ProxyHeaderError):
+        applied(trusting_host(), x_forwarded_port="\u00b2")
+
+
+def test_unclosed_ipv6_bracket_is_not_an_address():
+    with pytest.raises(ProxyHeaderError):
+        applied(x_forwarded_for="[2001:db8::1")
+
+
+def test_obfuscated_forwarded_client_keeps_the_peer_address():
+    e = applied(forwarded='for="_hidden"')
+    assert e["REMOTE_ADDR"] == "127.0.0.1"
+
+
+# PROXY protocol ----------------------------------------------------------------------
 def test_proxy_v1_tcp4_header_is_parsed():
     data = b"PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\nGET / HTTP/1.1\r\n"
     n, src, dst = parse_proxy_protocol(data)

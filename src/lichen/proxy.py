@@ -4,20 +4,28 @@
 # headers (X-Forwarded-*, X-Real-IP, RFC 7239 Forwarded) are applied only
 # when the direct peer is in the allow list (unix-socket peers are trusted),
 # and are deleted from the environ otherwise, so an app never sees a spoofed
-# value. Headers that disagree about the client are a 400, not a guess. The
-# PROXY protocol (v1 text, v2 binary) is parsed from the first bytes of a
-# connection, with its own allow list.
+# value. Even from a trusted proxy only the client address and the scheme
+# are taken by default (what nginx's usual recipe overwrites); the host,
+# port and prefix headers, which nginx passes through from the client, only
+# when trust_forwarded_host says the proxy sets them. Forwarded is read by
+# a strict tokenizer (a quote left open is a 400, never a swallowed
+# element), client addresses are reduced to the canonical text of an IP
+# before they reach the environ, and headers that disagree about the client
+# are a 400, not a guess. The PROXY protocol (v1 text, v2 binary) is parsed
+# from the first bytes of a connection, with its own allow list.
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 __all__ = ["AllowList", "ProxyHeaders", "ProxyHeaderError", "ProxyProtocolError", "apply_proxy_headers",
            "parse_proxy_protocol", "PROXY_V2_SIGNATURE"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ProxyHeaderError(ValueError):
@@ -53,15 +61,13 @@ class AllowList:
         """Whether a peer is trusted; '' (a unix-socket peer) always is."""
         if not host:
             return True
+        return self.trusts(_parse_ip(host))
+
+    def trusts(self, ip: _Address | None) -> bool:
+        """Whether an address (None: not an IP) is a trusted proxy."""
         if self.everyone:
             return True
-        try:
-            ip = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
+        return ip is not None and any(ip in net for net in self.networks)
 
     def __repr__(self) -> str:
         return f"AllowList({self.spec!r})"
@@ -79,15 +85,23 @@ class ProxyHeaders:
     prefix_header: str = "X-Forwarded-Prefix"
     real_ip_header: str = "X-Real-IP"
     forwarded: bool = True  # RFC 7239 `Forwarded`
+    # Host, port and prefix headers (and Forwarded host=) set the URL the
+    # app builds links from; a proxy that does not overwrite them passes
+    # the client's own, so they are off unless the deployment vouches.
+    trust_forwarded_host: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProxyHeaders:
+        """The proxy rules of a lichen.settings.Settings."""
         return cls(allow=AllowList(settings.forwarded_allow_ips), for_header=settings.forwarded_for_header,
                    proto_header=settings.forwarded_proto_header, host_header=settings.forwarded_host_header,
                    port_header=settings.forwarded_port_header, prefix_header=settings.forwarded_prefix_header,
-                   real_ip_header=settings.real_ip_header)
+                   real_ip_header=settings.real_ip_header, trust_forwarded_host=settings.trust_forwarded_host)
 
     def keys(self) -> dict[str, str]:
+        """Environ key of each header role ('for', 'proto', 'host', ...),
+        trusted or not: an environ holding any of them must go through
+        apply_proxy_headers, which applies or removes each."""
         cached = self.__dict__.get("_keys")
         if cached is not None:
             return cached
@@ -100,68 +114,124 @@ class ProxyHeaders:
         return out
 
 
+def _parse_ip(host: Any) -> _Address | None:
+    """An IP address from text (or packed bytes / an int), None if it is not
+    one. A zone id ('%' and whatever follows) is dropped: it names one of
+    the sender's interfaces and is free text. IPv4-mapped IPv6 becomes IPv4."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _port(text: str | None) -> str | None:
+    """A TCP port as canonical digits; None for '', '0', '99999', '_obf',
+    and non-ASCII digits ('²'.isdigit() is true, int('²') fails)."""
+    if text and text.isascii() and text.isdigit() and 0 < int(text) < 65536:
+        return str(int(text))
+    return None
+
+
 def _strip_port(hop: str) -> tuple[str, str | None]:
-    """'1.2.3.4:80' / '[::1]:80' / '::1' / 'name' -> (host, port)."""
-    hop = hop.strip().strip('"')
+    """'1.2.3.4:80' / '[::1]:80' / '::1' / 'name' -> (host, port); a bracket
+    that is not closed, or is followed by anything but ':port', is kept."""
+    hop = hop.strip()
     if hop.startswith("["):
-        host, _, rest = hop[1:].partition("]")
-        return host, rest[1:] if rest.startswith(":") else None
+        host, bracket, rest = hop[1:].partition("]")
+        if bracket and (not rest or rest.startswith(":")):
+            return host, rest[1:] or None
+        return hop, None
     if hop.count(":") == 1:
         host, _, port = hop.partition(":")
         return host, port
     return hop, None
 
 
-def _valid_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+class _Hop(NamedTuple):
+    """One hop of a forwarded-for chain. Only `addr` of a hop with an `ip`
+    (its canonical text) and `port` (digits or '') may reach the environ."""
+
+    ip: _Address | None
+    addr: str  # str(ip), or the host as sent ('unknown', '_obf', garbage)
+    port: str
+
+
+def _hop(text: str) -> _Hop:
+    host, port = _strip_port(text)
+    ip = _parse_ip(host)
+    return _Hop(ip, host if ip is None else str(ip), _port(port) or "")
+
+
+# RFC 7239 section 4 with RFC 9110's list and quoted-string rules.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_TOKEN_RE = re.compile(_TOKEN)
+# What lies between two separators: OWS, maybe a forwarded-pair (no OWS
+# around its "="), OWS. Everything is optional, so it always matches.
+_ITEM_RE = re.compile(rf"[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED})[ \t]*)?")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 
 
 def _parse_forwarded(value: str) -> list[dict[str, str]]:
-    """RFC 7239: comma-separated elements of `;`-separated pairs."""
-    elements = []
-    for element in _split_outside_quotes(value, ","):
-        pairs: dict[str, str] = {}
-        for pair in _split_outside_quotes(element, ";"):
-            if not pair.strip():
-                continue
-            name, sep, val = pair.partition("=")
-            if not sep:
-                raise ProxyHeaderError(f"malformed Forwarded header pair {pair.strip()!r}")
-            val = val.strip()
-            if len(val) >= 2 and val[0] == val[-1] == '"':
-                val = val[1:-1].replace('\\"', '"')
-            pairs[name.strip().lower()] = val
-        elements.append(pairs)
-    return elements
+    """RFC 7239 `Forwarded`: comma-separated elements of `;`-separated
+    name=value pairs, as dicts with lower-case names and unquoted values.
+    Empty elements are left out. Anything else is a ProxyHeaderError: a
+    quote left open (a client's `for="_x` would swallow the element its
+    proxy appends after ", "), a bad character, a pair without "=", or a
+    parameter repeated in one element."""
+    elements: list[dict[str, str]] = []
+    pairs: dict[str, str] = {}
+    pos, end = 0, len(value)
+    while True:
+        item = _ITEM_RE.match(value, pos)
+        name, val = item[1], item[2]
+        if name is not None:
+            name = name.lower()
+            if name in pairs:
+                raise ProxyHeaderError(f"Forwarded parameter {name!r} repeated in one element")
+            pairs[name] = _QUOTED_PAIR_RE.sub(r"\1", val[1:-1]) if val[0] == '"' else val
+        pos = item.end()
+        if pos == end or value[pos] == ",":
+            if pairs:
+                elements.append(pairs)
+                pairs = {}
+            if pos == end:
+                return elements
+        elif value[pos] != ";":
+            raise _forwarded_error(value, pos, after_pair=name is not None)
+        pos += 1
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, current, quoted = [], [], False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
+def _forwarded_error(value: str, pos: int, after_pair: bool) -> ProxyHeaderError:
+    """Say why the Forwarded value cannot go on at `pos`."""
+    name = None if after_pair else _TOKEN_RE.match(value, pos)
+    rest = value[name.end():] if name else ""
+    eq = rest.lstrip(" \t")
+    if name is None:
+        why = "a character out of place"
+    elif not eq.startswith("="):
+        why = "a parameter without '='"
+    elif len(eq) < len(rest) or eq[1:2] in (" ", "\t"):
+        why = "whitespace around '='"
+    elif eq[1:2] == '"':
+        why = "a quoted-string left open or holding a bad character"
+    else:
+        why = "a value that is neither a token nor a quoted-string"
+    return ProxyHeaderError(f"malformed Forwarded header: {why} at {value[pos:pos + 40]!r}")
 
 
-def _client_from_hops(hops: list[str], allow: AllowList) -> tuple[str, str | None]:
+def _client_from_hops(hops: list[str], allow: AllowList) -> _Hop:
     """The right-most hop that is not a trusted proxy (the left-most if all
     are trusted): everything left of it was written by the client."""
-    parsed = [_strip_port(h) for h in hops if h.strip()]
+    parsed = [_hop(h) for h in hops if h.strip()]
     if not parsed:
         raise ProxyHeaderError("empty forwarded-for list")
-    for host, port in reversed(parsed):
-        if host not in allow:
-            return host, port
+    for hop in reversed(parsed):
+        if not allow.trusts(hop.ip):
+            return hop
     return parsed[0]
 
 
@@ -170,13 +240,19 @@ def _last(value: str) -> str:
     return value.rsplit(",", 1)[-1].strip()
 
 
+# What a proxy says about the URL rather than the client: trusted only when
+# the settings say the proxies overwrite these headers.
+_HOST_ROLES = ("host", "port", "prefix")
+
+
 def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
     """Rewrite the environ from a trusted proxy's headers, or drop them.
 
-    Sets REMOTE_ADDR (and REMOTE_PORT when the hop carries a port),
-    wsgi.url_scheme, HTTP_HOST/SERVER_NAME/SERVER_PORT and SCRIPT_NAME.
-    Raises ProxyHeaderError (answer 400) when they are malformed or
-    disagree."""
+    Sets REMOTE_ADDR (and REMOTE_PORT when the hop carries a port) and
+    wsgi.url_scheme; with config.trust_forwarded_host also HTTP_HOST,
+    SERVER_NAME/SERVER_PORT and SCRIPT_NAME, whose headers are otherwise
+    removed. Raises ProxyHeaderError (answer 400) when the headers are
+    malformed or disagree."""
     keys = config.keys()
     present = {role: environ[key] for role, key in keys.items() if key in environ}
     if not present:
@@ -185,7 +261,11 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
         for key in keys.values():
             environ.pop(key, None)
         return
-    client: tuple[str, str | None] | None = None
+    if not config.trust_forwarded_host:
+        for role in _HOST_ROLES:
+            if present.pop(role, None) is not None:
+                del environ[keys[role]]
+    client: _Hop | None = None
     proto = host = None
     if "forwarded" in present:
         elements = _parse_forwarded(present["forwarded"])
@@ -194,18 +274,19 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
             client = _client_from_hops(hops, config.allow)
         last = elements[-1] if elements else {}
         proto = last.get("proto")
-        host = last.get("host")
+        if config.trust_forwarded_host:
+            host = last.get("host")
     if "for" in present:
         xff = _client_from_hops(present["for"].split(","), config.allow)
-        if client is not None and client[0] != xff[0]:
-            raise ProxyHeaderError(f"Forwarded for={client[0]!r} disagrees with {config.for_header} {xff[0]!r}")
+        if client is not None and client.addr != xff.addr:
+            raise ProxyHeaderError(f"Forwarded for={client.addr!r} disagrees with {config.for_header} {xff.addr!r}")
         client = xff
     if "real_ip" in present:
-        real = _strip_port(present["real_ip"])[0]
-        if client is not None and client[0] != real:
-            raise ProxyHeaderError(f"{config.real_ip_header} {real!r} disagrees with the forwarded client "
-                                   f"{client[0]!r}")
-        client = client or (real, None)
+        real = _hop(present["real_ip"])._replace(port="")
+        if client is not None and client.addr != real.addr:
+            raise ProxyHeaderError(f"{config.real_ip_header} {real.addr!r} disagrees with the forwarded client "
+                                   f"{client.addr!r}")
+        client = client or real
     if "proto" in present:
         xproto = _last(present["proto"]).lower()
         if proto is not None and proto.lower() != xproto:
@@ -218,12 +299,11 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
         host = xhost
 
     if client is not None:
-        addr, port = client
-        if addr.lower() != "unknown" and not addr.startswith("_"):
-            if not _valid_ip(addr):
-                raise ProxyHeaderError(f"forwarded client address {addr!r} is not an IP address")
-            environ["REMOTE_ADDR"] = addr
-            environ["REMOTE_PORT"] = port if port and port.isdigit() else ""
+        if client.ip is not None:
+            environ["REMOTE_ADDR"] = client.addr
+            environ["REMOTE_PORT"] = client.port
+        elif client.addr.lower() != "unknown" and not client.addr.startswith("_"):
+            raise ProxyHeaderError(f"forwarded client address {client.addr!r} is not an IP address")
     if proto is not None:
         if proto not in ("http", "https"):
             raise ProxyHeaderError(f"forwarded proto {proto!r} is neither http nor https")
@@ -243,9 +323,10 @@ def apply_proxy_headers(environ: dict[str, Any], config: ProxyHeaders) -> None:
         elif proto is not None:
             environ["SERVER_PORT"] = "443" if proto == "https" else "80"
     if "port" in present:
-        xport = _last(present["port"])
-        if not xport.isdigit() or not 0 < int(xport) < 65536:
-            raise ProxyHeaderError(f"{config.port_header} {xport!r} is not a port")
+        sent = _last(present["port"])
+        xport = _port(sent)
+        if xport is None:
+            raise ProxyHeaderError(f"{config.port_header} {sent!r} is not a port")
         environ["SERVER_PORT"] = xport
         if host is not None and ":" not in host.rsplit("]", 1)[-1]:
             default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"

@@ -95,9 +95,15 @@ class Settings:
         "access log line, with gunicorn's atoms (h, l, u, t, r, m, U, q, H, s, B, b, f, a, T, M, D, L, p, "
         "{header}i, {header}o, {var}e)")
     forwarded_allow_ips: str = _setting(
-        "127.0.0.1,::1", "proxies (IPs, CIDR networks, or '*') whose X-Forwarded-*, Forwarded and X-Real-IP "
-                         "headers are trusted; unix-socket peers always are. From other peers these headers are "
-                         "removed from the environ", _allow_list)
+        "127.0.0.1,::1", "proxies (IPs, CIDR networks, or '*') whose client address (X-Forwarded-For, X-Real-IP, "
+                         "Forwarded for=) and scheme (X-Forwarded-Proto, Forwarded proto=) headers are trusted; "
+                         "unix-socket peers always are. From other peers these headers are removed from the environ",
+        _allow_list)
+    trust_forwarded_host: bool = _setting(
+        False, "also trust X-Forwarded-Host, X-Forwarded-Port, X-Forwarded-Prefix and Forwarded host= from "
+               "trusted proxies (they set HTTP_HOST, SERVER_NAME, SERVER_PORT, SCRIPT_NAME). Turn on only when "
+               "every such proxy sets or overwrites all three headers (nginx passes a client's own through "
+               "unchanged); off, they are removed from the environ")
     forwarded_for_header: str = _setting("X-Forwarded-For", "header with the client address chain", _header_name)
     forwarded_proto_header: str = _setting("X-Forwarded-Proto", "header with the original scheme", _header_name)
     forwarded_host_header: str = _setting("X-Forwarded-Host", "header with the original Host", _header_name)
