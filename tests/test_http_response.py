@@ -233,6 +233,50 @@ def test_identical_content_length_from_app_is_sent_once():
     assert names(raw).count(b"content-length") == 1
 
 
+# -- bytes-like bodies: lengths count bytes, not items --------------------
+
+from array import array  # noqa: E402
+
+WIDE = array("I", [1, 2, 3, 4])  # 4 items, 16 bytes
+
+
+@pytest.mark.parametrize("data, expected", [
+    (bytearray(b"abc"), b"abc"),
+    (memoryview(WIDE), WIDE.tobytes()),
+    (WIDE, WIDE.tobytes()),
+    (memoryview(b"abcdef")[::2], b"ace"),  # not contiguous
+])
+def test_body_bytes_gives_every_byte_of_a_bytes_like_item(data, expected):
+    from lichen.http.response import body_bytes
+
+    assert body_bytes(data) == expected and type(body_bytes(data)) is bytes
+
+
+@pytest.mark.parametrize("data", ["text", 5, None])
+def test_body_bytes_rejects_what_is_not_bytes_like(data):
+    from lichen.http.response import body_bytes
+
+    with pytest.raises(TypeError):
+        body_bytes(data)
+
+
+def test_chunk_size_of_a_memoryview_of_wide_items_counts_bytes():
+    _, framer, _ = build()
+    assert framer.frame(memoryview(WIDE)) == b"10\r\n" + WIDE.tobytes() + b"\r\n"
+
+
+def test_content_length_framing_of_a_memoryview_of_wide_items_counts_bytes():
+    _, framer, _ = build(headers=[("Content-Length", "20")])
+    assert framer.frame(memoryview(WIDE)) == WIDE.tobytes()
+    assert framer.frame(memoryview(WIDE)) == WIDE.tobytes()[:4]  # cut at the 20th byte
+    assert framer.complete and framer.must_close  # overflowed
+
+
+def test_close_delimited_framing_of_an_array_gives_its_bytes():
+    _, framer, _ = build(http_version="1.0")
+    assert framer.frame(WIDE) == WIDE.tobytes()
+
+
 # -- framing: chunked / close-delimited -----------------------------------
 
 
@@ -532,3 +576,9 @@ def test_whole_response_with_unhashable_header_items_matches_build_head():
 
 def test_finished_framer_is_complete_and_sends_nothing_more():
     assert FINISHED.complete and not FINISHED.must_close and FINISHED.end() == b""
+
+
+def test_whole_response_content_length_counts_bytes_of_a_memoryview_body():
+    data, _code, _keep, head_len = whole(body=memoryview(WIDE))
+    assert field(data[:head_len], b"content-length") == b"16"
+    assert data[head_len:] == WIDE.tobytes()

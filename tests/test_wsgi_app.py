@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+from array import array
 from wsgiref.validate import validator
 
 import pytest
@@ -170,6 +171,50 @@ def test_write_callable_sends_the_body():
         c.send(get("/") + get("/"))
         assert c.read_response().body == b"abc"
         assert c.read_response().body == b"abc"
+
+
+WIDE = array("I", [1, 2, 3, 4])  # 4 items, 16 bytes
+
+
+class _WideFile:
+    """Not a regular file: file_wrapper iterates it; reads give wide items."""
+
+    def __init__(self) -> None:
+        self.left = 2
+
+    def read(self, size: int) -> memoryview:
+        self.left -= 1
+        return memoryview(WIDE) if self.left >= 0 else memoryview(b"")
+
+
+WIDE_BODIES = {  # path -> (what the app does, the body that must arrive)
+    "/write": (lambda env, write: write(memoryview(WIDE)) or [], WIDE.tobytes()),
+    "/declared": (lambda env, write: write(memoryview(WIDE)) or [], WIDE.tobytes()),
+    "/iter": (lambda env, write: iter([memoryview(WIDE), bytearray(b"!")]), WIDE.tobytes() + b"!"),
+    "/list": (lambda env, write: [memoryview(WIDE)], WIDE.tobytes()),
+    "/list-array": (lambda env, write: [WIDE], WIDE.tobytes()),
+    "/list-many": (lambda env, write: [memoryview(WIDE), WIDE], WIDE.tobytes() * 2),
+    "/file": (lambda env, write: env["wsgi.file_wrapper"](_WideFile()), WIDE.tobytes() * 2),
+}
+
+
+@pytest.mark.parametrize("path", list(WIDE_BODIES))
+def test_bytes_like_body_items_are_framed_by_bytes_not_items(path):
+    body, expected = WIDE_BODIES[path]
+
+    def app(environ, start_response):
+        headers = [("Content-Length", "16")] if path == "/declared" else []
+        return body(environ, start_response("200 OK", headers))
+
+    out = io.StringIO()
+    with serve(app, log=out, access_log_format="%(B)s") as srv, srv.connect() as c:
+        for _ in range(2):  # the second response parses only if the first was framed exactly
+            c.send(get(path))
+            r = c.read_response()
+            assert r.status == 200 and r.body == expected
+            assert r.header("content-length") in (None, str(len(expected)))
+        assert not c.is_closed(0.1) and c.buf == b""  # nothing extra, still open
+    assert out.getvalue().split() == [str(len(expected))] * 2  # bytes_sent counts bytes too
 
 
 def test_hop_by_hop_headers_from_the_app_are_dropped():

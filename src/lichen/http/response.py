@@ -3,13 +3,15 @@
 # header names and values: nothing can be injected), drops hop-by-hop
 # headers, decides the framing (none / Content-Length / chunked /
 # close-delimited) and the final keep-alive, and returns the encoded head
-# plus a small Framer object that turns body writes into wire bytes.  Status
-# lines and header-name checks are cached, so a typical response costs one
-# str join, one encode and one regex scan over the header values.
+# plus a small Framer object that turns body writes into wire bytes.  Body
+# data may be any bytes-like object; every length is a count of bytes.
+# Status lines and header-name checks are cached, so a typical response
+# costs one str join, one encode and one regex scan over the header values.
 from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import Any
 
 from .errors import LocalProtocolError
 
@@ -20,6 +22,7 @@ __all__ = [
     "build_head",
     "build_simple_response",
     "build_whole_response",
+    "body_bytes",
 ]
 
 #: Interim response sent before reading the body of an
@@ -58,13 +61,30 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _SERVER_LINES: dict[bytes, bytes] = {}
 
 
+def body_bytes(data: Any) -> bytes:
+    """A body item as bytes: ``bytes`` as is, any other object with the
+    buffer protocol (bytearray, memoryview of any format, array.array...)
+    as its ``nbytes`` bytes, so that every length counts bytes, never items.
+
+    Raises:
+        TypeError: ``data`` is not bytes-like (a str, say).
+    """
+    if type(data) is bytes:
+        return data
+    try:
+        return memoryview(data).tobytes()
+    except TypeError:
+        raise TypeError(f"response body must be bytes-like, not {type(data).__name__}") from None
+
+
 # -- framers --------------------------------------------------------------
 
 
 class Framer:
     """Turns the application's body writes into bytes for the wire.
 
-    ``frame(data)`` returns what to send for ``data``; ``end()`` returns what
+    ``frame(data)`` returns what to send for ``data`` (bytes-like; lengths
+    count its bytes, see :func:`body_bytes`); ``end()`` returns what
     to send once the body is finished (e.g. the last chunk).  After
     ``end()``, ``complete`` says whether the body was framed correctly
     (e.g. exactly Content-Length bytes) and ``must_close`` whether the
@@ -133,6 +153,8 @@ class _LengthFramer(Framer):
         self.overflowed = False
 
     def frame(self, data: bytes) -> bytes:
+        if type(data) is not bytes:
+            data = body_bytes(data)
         remaining = self._remaining
         n = len(data)
         if n <= remaining:
@@ -142,7 +164,7 @@ class _LengthFramer(Framer):
         # read as the start of the next response.
         self._remaining = 0
         self.overflowed = True
-        return bytes(data[:remaining])
+        return data[:remaining]
 
     def end(self) -> bytes:
         return b""
@@ -177,6 +199,8 @@ class _ChunkedFramer(Framer):
         self._ended = False
 
     def frame(self, data: bytes) -> bytes:
+        if type(data) is not bytes:
+            data = body_bytes(data)
         if not data:
             return b""
         if self._ended:
@@ -207,7 +231,7 @@ class _CloseFramer(Framer):
     remaining = None  # type: ignore[assignment]
 
     def frame(self, data: bytes) -> bytes:
-        return data
+        return data if type(data) is bytes else body_bytes(data)
 
     def end(self) -> bytes:
         return b""
@@ -413,7 +437,8 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
                          date: bytes, server: bytes | None) -> tuple[bytes, int, bool, int] | None:
     """The wire bytes of a response whose body is known whole.
 
-    Same rules as :func:`build_head` with ``length=len(body)``; for the
+    Same rules as :func:`build_head` with ``length`` the body's size in
+    bytes (``body`` may be any bytes-like object); for the
     common case (the body goes out as is: Content-Length framing that
     matches, or no body at all) the result is cached per second, so a
     repeated response costs one dict lookup.
@@ -427,6 +452,8 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
     Raises:
         LocalProtocolError: (500) invalid status, header name or value.
     """
+    if type(body) is not bytes:
+        body = body_bytes(body)
     n = len(body)
     try:
         key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, *headers)
