@@ -582,3 +582,38 @@ def test_whole_response_content_length_counts_bytes_of_a_memoryview_body():
     data, _code, _keep, head_len = whole(body=memoryview(WIDE))
     assert field(data[:head_len], b"content-length") == b"16"
     assert data[head_len:] == WIDE.tobytes()
+
+
+# -- bounded caches ---------------------------------------------------------
+
+
+def test_head_caches_stay_bounded_and_keep_caching_new_heads():
+    from lichen.http.response import head_cache_info
+
+    # An app that echoes request data (a CORS Origin) into its headers, its
+    # status and even its header names makes a new head for every request.
+    cap = head_cache_info().maxsize
+    for i in range(2 * cap + 10):
+        headers = [("Access-Control-Allow-Origin", f"https://o{i}.example"), (f"X-Echo-{i}", "1")]
+        build(f"200 R{i}", headers)
+        whole(b"ok", f"200 R{i}", headers)
+    info = head_cache_info()
+    assert max(info.heads, info.whole, info.statuses, info.names) <= cap
+    # A head first seen now is cached: the second one is a hit.
+    headers = [("Access-Control-Allow-Origin", "https://late.example")]
+    before = head_cache_info().misses
+    build(headers=headers)
+    build(headers=headers)
+    assert head_cache_info().misses == before + 1
+
+
+def test_a_huge_head_is_not_cached():
+    from lichen.http.response import head_cache_info
+
+    headers = [("X-Big", "v" * 10000)]
+    before = head_cache_info()
+    raw, _, _ = build(headers=headers)
+    build(headers=headers)
+    after = head_cache_info()
+    assert field(raw, b"x-big") == b"v" * 10000
+    assert after.misses == before.misses + 2  # the second build found nothing cached
