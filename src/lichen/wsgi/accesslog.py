@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 __all__ = ["AccessLog", "escape"]
 
-# C0 controls, '"', '\', DEL, C1 controls and every other non-ASCII character.
-_UNSAFE = re.compile(r'[\x00-\x1f"\\\x7f-\U0010ffff]')
+# Anything but printable ASCII less '"' and '\': C0 controls, DEL, C1
+# controls and every other non-ASCII character. (Written as the safe set:
+# a class up to U+10FFFF takes re 17 ms to compile.)
+_UNSAFE = re.compile(r'[^ !#-\[\]-~]')
 
 
 def _hex(m: re.Match) -> str:
