@@ -1,4 +1,5 @@
-# Tests for lichen.http.response: head building, framing, canned responses.
+# Tests for lichen.http.response: head building, framing (bytes-like bodies
+# included), the bounded head caches, canned responses.
 # Strategy: build heads for the (status, headers, request) combinations that
 # matter, parse the result back with a tiny helper, and check the header set,
 # the keep-alive decision and what the Framer puts on the wire.  One
