@@ -1,4 +1,5 @@
-# Tests for lichen.http.response: head building, framing, canned responses.
+# Tests for lichen.http.response: head building, framing (bytes-like bodies
+# included), the bounded head caches, canned responses.
 # Strategy: build heads for the (status, headers, request) combinations that
 # matter, parse the result back with a tiny helper, and check the header set,
 # the keep-alive decision and what the Framer puts on the wire.  One
@@ -231,6 +232,50 @@ def test_conflicting_content_length_from_app_raises():
 def test_identical_content_length_from_app_is_sent_once():
     raw, _, _ = build(headers=[("Content-Length", "3"), ("content-length", "3")])
     assert names(raw).count(b"content-length") == 1
+
+
+# -- bytes-like bodies: lengths count bytes, not items --------------------
+
+from array import array  # noqa: E402
+
+WIDE = array("I", [1, 2, 3, 4])  # 4 items, 16 bytes
+
+
+@pytest.mark.parametrize("data, expected", [
+    (bytearray(b"abc"), b"abc"),
+    (memoryview(WIDE), WIDE.tobytes()),
+    (WIDE, WIDE.tobytes()),
+    (memoryview(b"abcdef")[::2], b"ace"),  # not contiguous
+])
+def test_body_bytes_gives_every_byte_of_a_bytes_like_item(data, expected):
+    from lichen.http.response import body_bytes
+
+    assert body_bytes(data) == expected and type(body_bytes(data)) is bytes
+
+
+@pytest.mark.parametrize("data", ["text", 5, None])
+def test_body_bytes_rejects_what_is_not_bytes_like(data):
+    from lichen.http.response import body_bytes
+
+    with pytest.raises(TypeError):
+        body_bytes(data)
+
+
+def test_chunk_size_of_a_memoryview_of_wide_items_counts_bytes():
+    _, framer, _ = build()
+    assert framer.frame(memoryview(WIDE)) == b"10\r\n" + WIDE.tobytes() + b"\r\n"
+
+
+def test_content_length_framing_of_a_memoryview_of_wide_items_counts_bytes():
+    _, framer, _ = build(headers=[("Content-Length", "20")])
+    assert framer.frame(memoryview(WIDE)) == WIDE.tobytes()
+    assert framer.frame(memoryview(WIDE)) == WIDE.tobytes()[:4]  # cut at the 20th byte
+    assert framer.complete and framer.must_close  # overflowed
+
+
+def test_close_delimited_framing_of_an_array_gives_its_bytes():
+    _, framer, _ = build(http_version="1.0")
+    assert framer.frame(WIDE) == WIDE.tobytes()
 
 
 # -- framing: chunked / close-delimited -----------------------------------
@@ -532,3 +577,44 @@ def test_whole_response_with_unhashable_header_items_matches_build_head():
 
 def test_finished_framer_is_complete_and_sends_nothing_more():
     assert FINISHED.complete and not FINISHED.must_close and FINISHED.end() == b""
+
+
+def test_whole_response_content_length_counts_bytes_of_a_memoryview_body():
+    data, _code, _keep, head_len = whole(body=memoryview(WIDE))
+    assert field(data[:head_len], b"content-length") == b"16"
+    assert data[head_len:] == WIDE.tobytes()
+
+
+# -- bounded caches ---------------------------------------------------------
+
+
+def test_head_caches_stay_bounded_and_keep_caching_new_heads():
+    from lichen.http.response import head_cache_info
+
+    # An app that echoes request data (a CORS Origin) into its headers, its
+    # status and even its header names makes a new head for every request.
+    cap = head_cache_info().maxsize
+    for i in range(2 * cap + 10):
+        headers = [("Access-Control-Allow-Origin", f"https://o{i}.example"), (f"X-Echo-{i}", "1")]
+        build(f"200 R{i}", headers)
+        whole(b"ok", f"200 R{i}", headers)
+    info = head_cache_info()
+    assert max(info.heads, info.whole, info.statuses, info.names) <= cap
+    # A head first seen now is cached: the second one is a hit.
+    headers = [("Access-Control-Allow-Origin", "https://late.example")]
+    before = head_cache_info().misses
+    build(headers=headers)
+    build(headers=headers)
+    assert head_cache_info().misses == before + 1
+
+
+def test_a_huge_head_is_not_cached():
+    from lichen.http.response import head_cache_info
+
+    headers = [("X-Big", "v" * 10000)]
+    before = head_cache_info()
+    raw, _, _ = build(headers=headers)
+    build(headers=headers)
+    after = head_cache_info()
+    assert field(raw, b"x-big") == b"v" * 10000
+    assert after.misses == before.misses + 2  # the second build found nothing cached

@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+from array import array
 from wsgiref.validate import validator
 
 import pytest
@@ -170,6 +171,50 @@ def test_write_callable_sends_the_body():
         c.send(get("/") + get("/"))
         assert c.read_response().body == b"abc"
         assert c.read_response().body == b"abc"
+
+
+WIDE = array("I", [1, 2, 3, 4])  # 4 items, 16 bytes
+
+
+class _WideFile:
+    """Not a regular file: file_wrapper iterates it; reads give wide items."""
+
+    def __init__(self) -> None:
+        self.left = 2
+
+    def read(self, size: int) -> memoryview:
+        self.left -= 1
+        return memoryview(WIDE) if self.left >= 0 else memoryview(b"")
+
+
+WIDE_BODIES = {  # path -> (what the app does, the body that must arrive)
+    "/write": (lambda env, write: write(memoryview(WIDE)) or [], WIDE.tobytes()),
+    "/declared": (lambda env, write: write(memoryview(WIDE)) or [], WIDE.tobytes()),
+    "/iter": (lambda env, write: iter([memoryview(WIDE), bytearray(b"!")]), WIDE.tobytes() + b"!"),
+    "/list": (lambda env, write: [memoryview(WIDE)], WIDE.tobytes()),
+    "/list-array": (lambda env, write: [WIDE], WIDE.tobytes()),
+    "/list-many": (lambda env, write: [memoryview(WIDE), WIDE], WIDE.tobytes() * 2),
+    "/file": (lambda env, write: env["wsgi.file_wrapper"](_WideFile()), WIDE.tobytes() * 2),
+}
+
+
+@pytest.mark.parametrize("path", list(WIDE_BODIES))
+def test_bytes_like_body_items_are_framed_by_bytes_not_items(path):
+    body, expected = WIDE_BODIES[path]
+
+    def app(environ, start_response):
+        headers = [("Content-Length", "16")] if path == "/declared" else []
+        return body(environ, start_response("200 OK", headers))
+
+    out = io.StringIO()
+    with serve(app, log=out, access_log_format="%(B)s") as srv, srv.connect() as c:
+        for _ in range(2):  # the second response parses only if the first was framed exactly
+            c.send(get(path))
+            r = c.read_response()
+            assert r.status == 200 and r.body == expected
+            assert r.header("content-length") in (None, str(len(expected)))
+        assert not c.is_closed(0.1) and c.buf == b""  # nothing extra, still open
+    assert out.getvalue().split() == [str(len(expected))] * 2  # bytes_sent counts bytes too
 
 
 def test_hop_by_hop_headers_from_the_app_are_dropped():
@@ -561,6 +606,78 @@ def test_access_log_to_a_file_like_object():
     with serve(hello_app, log=out, access_log_format="%(s)s %(U)s") as srv:
         srv.request(get("/f"))
     assert out.getvalue() == "200 /f\n"
+
+
+def test_access_log_escapes_what_the_client_sent_so_a_line_cannot_be_forged(logs):
+    ua = 'ua" 200 1 "-" "evil\\'
+    with serve(hello_app) as srv:
+        srv.request(b"GET /p%22%0A HTTP/1.1\r\nHost: x\r\nReferer: r\xe9f\x85\r\nUser-Agent: " + ua.encode()
+                    + b"\r\n\r\n")
+    line = [r.getMessage() for r in logs.records if r.name == "lichen.access"][0]
+    assert line.endswith(r' "GET /p%22%0A HTTP/1.1" 200 10 "r\xE9f\x85" "ua\x22 200 1 \x22-\x22 \x22evil\x5C"')
+
+
+def test_access_log_numeric_atoms_are_ints_as_in_gunicorn():
+    out = io.StringIO()
+    with serve(hello_app, log=out, access_log_format="%(T)d %(M)d %(D)d %(B)d %(D)s %(T)s %(b)s") as srv:
+        srv.request(get("/"))
+    t, m, d, b_int, d_str, t_str, b_str = out.getvalue().split()
+    assert d == d_str and t == t_str and b_int == b_str == "7"  # "hello /"
+    assert int(t) <= int(m) // 1000 + 1 and int(m) == int(d) // 1000
+
+
+class _LogResp:
+    status = "200 OK"
+    status_code = 200
+    bytes_sent = 0
+
+    def __init__(self, headers=()):
+        self.headers = list(headers)
+
+
+def _log_line(fmt, env=None, headers=()):
+    from lichen.wsgi.accesslog import AccessLog
+
+    out = io.StringIO()
+    AccessLog(out, fmt).log(env or {}, _LogResp(headers), 1.5)
+    return out.getvalue()[:-1]
+
+
+# One string with every class of character the log escapes, and its escape.
+NASTY = 'a"b\\c\x00\t\n\x1f\x7f\x80\x9f\xa0\xe9\xff\u20ac z'
+NASTY_ESCAPED = r"a\x22b\x5Cc\x00\x09\x0A\x1F\x7F\x80\x9F\xA0\xE9\xFF\xE2\x82\xAC z"
+
+
+@pytest.mark.parametrize("fmt, key", [
+    ("%(h)s", "REMOTE_ADDR"), ("%(u)s", "REMOTE_USER"), ("%(m)s", "REQUEST_METHOD"), ("%(U)s", "PATH_INFO"),
+    ("%(q)s", "QUERY_STRING"), ("%(H)s", "SERVER_PROTOCOL"), ("%(f)s", "HTTP_REFERER"),
+    ("%(a)s", "HTTP_USER_AGENT"), ("%({x-echo}i)s", "HTTP_X_ECHO"), ("%({my.var}e)s", "my.var"),
+    ("%(r)s", "RAW_URI"),
+])
+def test_access_log_escapes_every_atom_from_the_client(fmt, key):
+    expected = f"- {NASTY_ESCAPED} -" if fmt == "%(r)s" else NASTY_ESCAPED
+    assert _log_line(fmt, {key: NASTY}) == expected
+
+
+def test_access_log_escapes_response_headers_that_may_echo_the_request():
+    assert _log_line("%({access-control-allow-origin}o)s",
+                     headers=[("Access-Control-Allow-Origin", NASTY)]) == NASTY_ESCAPED
+
+
+@pytest.mark.parametrize("text, escaped", [
+    ('"', r"\x22"), ("\\", r"\x5C"),
+    ("\x00\x01\t\n\r\x1b\x1f", r"\x00\x01\x09\x0A\x0D\x1B\x1F"),  # C0 controls
+    ("\x7f", r"\x7F"), ("\x80\x85\x9f", r"\x80\x85\x9F"),  # DEL, C1 controls
+    ("\xa0\xe9\xff", r"\xA0\xE9\xFF"),  # latin-1: the byte that came in
+    ("\u20ac\U0001f600", r"\xE2\x82\xAC\xF0\x9F\x98\x80"),  # wider (from the app): its UTF-8
+    ("plain text: (a/b?c=d&e) ~!", "plain text: (a/b?c=d&e) ~!"),
+])
+def test_access_log_escape_per_class_of_character(text, escaped):
+    assert _log_line("%(a)s", {"HTTP_USER_AGENT": text}) == escaped
+
+
+def test_access_log_numeric_atoms_and_empty_body():
+    assert _log_line("%(T)d|%(M)d|%(D)d|%(B)d|%(b)s|%(D)s|%(L)s") == "1|1500|1500000|0|-|1500000|1.500000"
 
 
 def test_invalid_access_log_format_is_rejected_at_construction():

@@ -3,13 +3,17 @@
 # header names and values: nothing can be injected), drops hop-by-hop
 # headers, decides the framing (none / Content-Length / chunked /
 # close-delimited) and the final keep-alive, and returns the encoded head
-# plus a small Framer object that turns body writes into wire bytes.  Status
-# lines and header-name checks are cached, so a typical response costs one
-# str join, one encode and one regex scan over the header values.
+# plus a small Framer object that turns body writes into wire bytes.  Body
+# data may be any bytes-like object; every length is a count of bytes.
+# Prepared heads, status lines and header-name checks are cached by value,
+# so a repeated response costs one dict lookup; the caches are bounded
+# (apps can put request data in their headers) and drop their oldest entry
+# when full, so a new head is always cached.
 from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import Any, NamedTuple
 
 from .errors import LocalProtocolError
 
@@ -20,6 +24,9 @@ __all__ = [
     "build_head",
     "build_simple_response",
     "build_whole_response",
+    "body_bytes",
+    "HeadCacheInfo",
+    "head_cache_info",
 ]
 
 #: Interim response sent before reading the body of an
@@ -35,7 +42,11 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Forbidden in field values: one search over all values joined together.
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
+# Bounds of every cache keyed by what the application sends: entries each,
+# and the longest value (head, status, name) worth an entry, so that the
+# memory they can hold stays small whatever the app echoes into headers.
 _CACHE_MAX = 1024
+_ENTRY_MAX = 4096
 # status string -> (encoded status line, status code)
 _STATUS_CACHE: dict[str, tuple[bytes, int]] = {}
 # header name as given -> lower-cased name (only names that validated)
@@ -58,13 +69,44 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _SERVER_LINES: dict[bytes, bytes] = {}
 
 
+def _remember(cache: dict, key: Any, value: Any, size: int) -> None:
+    """Store in a bounded cache. When it is full the oldest insertion goes
+    (a dict keeps insertion order): new keys are always cached, and a hit
+    stays one dict lookup with no bookkeeping."""
+    if size > _ENTRY_MAX:
+        return
+    if len(cache) >= _CACHE_MAX:
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):
+            pass  # another thread changed the cache meanwhile: it was evicting too
+    cache[key] = value
+
+
+def body_bytes(data: Any) -> bytes:
+    """A body item as bytes: ``bytes`` as is, any other object with the
+    buffer protocol (bytearray, memoryview of any format, array.array...)
+    as its ``nbytes`` bytes, so that every length counts bytes, never items.
+
+    Raises:
+        TypeError: ``data`` is not bytes-like (a str, say).
+    """
+    if type(data) is bytes:
+        return data
+    try:
+        return memoryview(data).tobytes()
+    except TypeError:
+        raise TypeError(f"response body must be bytes-like, not {type(data).__name__}") from None
+
+
 # -- framers --------------------------------------------------------------
 
 
 class Framer:
     """Turns the application's body writes into bytes for the wire.
 
-    ``frame(data)`` returns what to send for ``data``; ``end()`` returns what
+    ``frame(data)`` returns what to send for ``data`` (bytes-like; lengths
+    count its bytes, see :func:`body_bytes`); ``end()`` returns what
     to send once the body is finished (e.g. the last chunk).  After
     ``end()``, ``complete`` says whether the body was framed correctly
     (e.g. exactly Content-Length bytes) and ``must_close`` whether the
@@ -133,6 +175,8 @@ class _LengthFramer(Framer):
         self.overflowed = False
 
     def frame(self, data: bytes) -> bytes:
+        if type(data) is not bytes:
+            data = body_bytes(data)
         remaining = self._remaining
         n = len(data)
         if n <= remaining:
@@ -142,7 +186,7 @@ class _LengthFramer(Framer):
         # read as the start of the next response.
         self._remaining = 0
         self.overflowed = True
-        return bytes(data[:remaining])
+        return data[:remaining]
 
     def end(self) -> bytes:
         return b""
@@ -177,6 +221,8 @@ class _ChunkedFramer(Framer):
         self._ended = False
 
     def frame(self, data: bytes) -> bytes:
+        if type(data) is not bytes:
+            data = body_bytes(data)
         if not data:
             return b""
         if self._ended:
@@ -207,7 +253,7 @@ class _CloseFramer(Framer):
     remaining = None  # type: ignore[assignment]
 
     def frame(self, data: bytes) -> bytes:
-        return data
+        return data if type(data) is bytes else body_bytes(data)
 
     def end(self) -> bytes:
         return b""
@@ -238,8 +284,7 @@ def _parse_status(status: str) -> tuple[bytes, int]:
         raise LocalProtocolError(
             f"status is not latin-1: {status!r}") from None
     entry = (line, int(m.group(1)))
-    if len(_STATUS_CACHE) < _CACHE_MAX:
-        _STATUS_CACHE[status] = entry
+    _remember(_STATUS_CACHE, status, entry, len(line))
     return entry
 
 
@@ -247,8 +292,7 @@ def _check_name(name: str) -> str:
     if not isinstance(name, str) or _TOKEN_RE.fullmatch(name) is None:
         raise LocalProtocolError(f"invalid header name {name!r}")
     lname = name.lower()
-    if len(_NAME_CACHE) < _CACHE_MAX:
-        _NAME_CACHE[name] = lname
+    _remember(_NAME_CACHE, name, lname, len(name))
     return lname
 
 
@@ -259,7 +303,9 @@ def _parse_content_length(value: str) -> int:
     return int(v)
 
 
+# (status, *headers) -> what _prepare() made of them
 _PREPARED: dict[tuple, tuple[bytes, int, int | None, bool, bool, bool]] = {}
+_misses = 0  # heads prepared from scratch: see head_cache_info()
 
 
 def _prepare(status: str, headers: list[tuple[str, str]]
@@ -347,6 +393,7 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
     Raises:
         LocalProtocolError: (500) invalid status, header name or value.
     """
+    global _misses
     # Apps send the same status and headers again and again: validation and
     # encoding are cached by value (strings are immutable, so it is safe).
     try:
@@ -355,9 +402,10 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
     except TypeError:  # unhashable items: validated (and rejected) below
         key = prepared = None
     if prepared is None:
+        _misses += 1
         prepared = _prepare(status, headers)
-        if key is not None and len(_PREPARED) < _CACHE_MAX:
-            _PREPARED[key] = prepared
+        if key is not None:
+            _remember(_PREPARED, key, prepared, len(prepared[0]))
     block, code, content_length, has_date, has_server, app_close = prepared
     if app_close:
         keep_alive = False
@@ -404,7 +452,7 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
 # Whole responses by (date, status, version, HEAD?, keep-alive, length,
 # server, *headers) -> (head, status code, keep-alive) or None when the
 # framing does not carry the body as is.  The date is part of the key, so
-# entries go stale each second; the dict is emptied when it fills.
+# entries go stale each second; being the oldest, they go first.
 _WHOLE: dict[tuple, tuple[bytes, int, bool] | None] = {}
 
 
@@ -413,7 +461,8 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
                          date: bytes, server: bytes | None) -> tuple[bytes, int, bool, int] | None:
     """The wire bytes of a response whose body is known whole.
 
-    Same rules as :func:`build_head` with ``length=len(body)``; for the
+    Same rules as :func:`build_head` with ``length`` the body's size in
+    bytes (``body`` may be any bytes-like object); for the
     common case (the body goes out as is: Content-Length framing that
     matches, or no body at all) the result is cached per second, so a
     repeated response costs one dict lookup.
@@ -427,6 +476,8 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
     Raises:
         LocalProtocolError: (500) invalid status, header name or value.
     """
+    if type(body) is not bytes:
+        body = body_bytes(body)
     n = len(body)
     try:
         key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, *headers)
@@ -441,15 +492,31 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
         else:
             hit = None
         if key:
-            if len(_WHOLE) >= _CACHE_MAX:
-                _WHOLE.clear()
-            _WHOLE[key] = hit
+            _remember(_WHOLE, key, hit, len(head))
     if hit is None:
         return None
     head, code, keep = hit
     if method == "HEAD" or code < 200 or code == 204 or code == 304:
         return head, code, keep, len(head)
     return head + body, code, keep, len(head)
+
+
+class HeadCacheInfo(NamedTuple):
+    """What the response-head caches hold (see :func:`head_cache_info`)."""
+
+    maxsize: int  #: the bound on the entries of each cache
+    heads: int  #: prepared heads: status line and application headers
+    whole: int  #: whole-response heads (of this second and a few before)
+    statuses: int  #: status lines
+    names: int  #: validated header names
+    misses: int  #: heads prepared from scratch since the process started
+
+
+def head_cache_info() -> HeadCacheInfo:
+    """Sizes of the caches of :func:`build_head` and
+    :func:`build_whole_response`, for monitoring and tests; ``misses``
+    grows by one each time a head is not found in the cache."""
+    return HeadCacheInfo(_CACHE_MAX, len(_PREPARED), len(_WHOLE), len(_STATUS_CACHE), len(_NAME_CACHE), _misses)
 
 
 # -- canned responses -----------------------------------------------------

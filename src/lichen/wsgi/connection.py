@@ -603,10 +603,7 @@ class Connection:
         try:
             result = srv.application(env, resp.start_response)
             if type(result) is list and not resp.head_sent and resp.status is not None:
-                body = result[0] if len(result) == 1 else b"".join(result)
-                if not isinstance(body, bytes):
-                    body = bytes(body) if isinstance(body, (bytearray, memoryview)) else _not_bytes(body)
-                resp.send_all_at_once(body)
+                resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
             elif isinstance(result, FileWrapper) and not self.tls and result.fileno() is not None:
                 self._send_file(resp, result)
             else:
@@ -728,10 +725,6 @@ class _LengthBody:
         data = self.conn.recv_body(self.conn.server.settings.body_timeout, min(left, RECV_SIZE))
         self.left = left - len(data)
         return data
-
-
-def _not_bytes(body: Any) -> bytes:
-    raise TypeError(f"response body items must be bytes, not {type(body).__name__}")
 
 
 def _peer(addr: Any) -> str:

@@ -2,9 +2,11 @@
 #
 # Strategy: start_response only records status and headers; the head is
 # framed (lichen.http.response) when the first body bytes exist, so the head
-# and the start of the body leave in one send. A body given as a list or
-# tuple gets a Content-Length instead of chunked framing. FileWrapper bodies
-# on plain sockets go out with os.sendfile after the head.
+# and the start of the body leave in one send. A body given as a list gets a
+# Content-Length instead of chunked framing. FileWrapper bodies on plain
+# sockets go out with os.sendfile after the head. Body items may be any
+# bytes-like object: they become bytes here, on the way in, so every length
+# (framing, Content-Length, bytes_sent) counts bytes.
 from __future__ import annotations
 
 import logging
@@ -12,6 +14,7 @@ import os
 from typing import Any, Callable
 
 from lichen.http import FINISHED, build_head, build_whole_response
+from lichen.http.response import body_bytes
 
 __all__ = ["FileWrapper", "Response", "ResponseStateError", "close_body"]
 
@@ -139,9 +142,10 @@ class Response:
 
     def write(self, data: bytes) -> None:
         """The write() callable that start_response returns (and the path
-        every body chunk takes)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"response body must be bytes, not {type(data).__name__}")
+        every body chunk takes). ``data`` may be any bytes-like object
+        (bytearray, memoryview, array.array...); a str is a TypeError."""
+        if type(data) is not bytes:
+            data = body_bytes(data)
         if not self.head_sent:
             head = self._head(None)
             out = head + self.framer.frame(data) if data else head
@@ -155,7 +159,10 @@ class Response:
             self.bytes_sent += len(data)
 
     def send_all_at_once(self, body: bytes) -> None:
-        """The whole body is known: one send with a Content-Length."""
+        """The whole body is known: one send with a Content-Length.
+        ``body`` may be any bytes-like object; a str is a TypeError."""
+        if type(body) is not bytes:
+            body = body_bytes(body)
         keep_alive = self._keep_alive_now()
         req = self._request
         whole = build_whole_response(self.status, self.headers or [], body, http_version=req.http_version,
