@@ -559,6 +559,7 @@ class _Counted:
     def __init__(self) -> None:
         self.idle: dict = {}
         self.closed: list = []
+        self.proxy_allow = None
 
     def connection_closed(self, conn) -> None:
         self.closed.append(conn)
@@ -573,7 +574,7 @@ def test_connection_closing_interrupted_by_keyboard_interrupt_still_releases_its
         raise KeyboardInterrupt
 
     server = _Counted()
-    conn = Connection(server, SimpleNamespace(raw=None, _rio=None, close=interrupted_close), ("127.0.0.1", 1))
+    conn = Connection(server, SimpleNamespace(encrypted=False, close=interrupted_close), ("127.0.0.1", 1))
     with pytest.raises(KeyboardInterrupt):
         conn.close()
     assert server.closed == [conn] and conn.closed

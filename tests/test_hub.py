@@ -622,6 +622,25 @@ def test_wait_with_timeout_returns_after_the_timeout_while_work_remains():
         g.kill()
 
 
+def test_wait_that_ends_idle_keeps_nothing_of_its_caller_alive(idle_hub):
+    # The hub stays suspended in the throw of its LoopExit; the exception's
+    # traceback once kept the caller's frames, and all their locals, alive.
+    import weakref
+
+    class Marker:
+        pass
+
+    def caller() -> weakref.ref:
+        marker = Marker()
+        spawn(sleep, 0.01)
+        wait()
+        return weakref.ref(marker)
+
+    ref = caller()
+    gc.collect()
+    assert ref() is None
+
+
 def test_wait_from_a_spawned_greenlet_is_refused():
     g = spawn(wait)
     g.join()

@@ -844,3 +844,119 @@ def test_a_batch_of_connect_accept_close_leaks_no_file_descriptors():
     gc.collect()
     after = open_fds()
     assert after == before, describe_fds(after ^ before)
+
+
+# The deadline surface (what servers use) ----------------------------------------
+def test_recv_into_nowait_is_none_before_data_and_the_count_after(tcp):
+    c, s = tcp
+    buf = bytearray(16)
+    assert s.recv_into_nowait(buf) is None
+    c.sendall(b"abc")
+    sleep(0.01)
+    assert s.recv_into_nowait(buf) == 3 and buf[:3] == b"abc"
+
+
+def test_recv_into_nowait_is_zero_at_eof(tcp):
+    c, s = tcp
+    c.close()
+    sleep(0.01)
+    assert s.recv_into_nowait(bytearray(16)) == 0
+
+
+def test_recv_into_by_raises_timeout_at_the_deadline(tcp):
+    _, s = tcp
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        s.recv_into_by(bytearray(16), time.monotonic() + 0.05)
+    assert 0.04 <= elapsed_since(t0) < 0.5
+
+
+def test_recv_into_by_a_passed_deadline_still_takes_what_is_there(tcp):
+    c, s = tcp
+    c.sendall(b"x")
+    sleep(0.01)
+    assert s.recv_into_by(bytearray(4), time.monotonic() - 1) == 1
+
+
+def test_send_all_by_times_out_when_the_peer_stops_reading(tcp):
+    c, s = tcp
+    with pytest.raises(TimeoutError):
+        s.send_all_by(b"x" * (32 << 20), 0.1)
+
+
+def test_send_all_by_progress_restarts_the_write_timeout(tcp):
+    c, s = tcp
+    got = []
+
+    def slow_reader():
+        while sum(got) < 4 << 20:
+            sleep(0.05)  # each pause is shorter than the timeout, all of them much longer
+            got.append(c.recv_into(bytearray(1 << 20)))
+
+    g = spawn(slow_reader)
+    s.send_all_by(b"y" * (4 << 20), 0.2)
+    g.join(5)
+    assert sum(got) == 4 << 20
+
+
+def test_has_pending_input_sees_data_and_eof_without_consuming(tcp):
+    c, s = tcp
+    assert not s.has_pending_input()
+    c.sendall(b"z")
+    sleep(0.01)
+    assert s.has_pending_input()
+    assert s.recv(1) == b"z"
+    c.close()
+    sleep(0.01)
+    assert s.has_pending_input()
+
+
+def test_peek_leaves_the_bytes_to_read(tcp):
+    c, s = tcp
+    c.sendall(b"hello")
+    sleep(0.01)
+    assert s.peek(3) == b"hel"
+    assert s.recv(5) == b"hello"
+
+
+def test_park_calls_back_once_when_readable(tcp):
+    c, s = tcp
+    calls = []
+    s.park(calls.append)
+    sleep(0.02)
+    assert calls == []
+    c.sendall(b"!")
+    sleep(0.02)
+    assert len(calls) == 1
+    c.sendall(b"!")
+    sleep(0.02)
+    assert len(calls) == 1  # once: park again for more
+
+
+def test_unpark_cancels_the_callback(tcp):
+    c, s = tcp
+    calls = []
+    s.park(calls.append)
+    s.unpark()
+    c.sendall(b"!")
+    sleep(0.02)
+    assert calls == []
+    assert s.recv(1) == b"!"  # and the socket can wait again
+
+
+def test_linger_close_half_closes_and_drains_what_the_peer_still_sends(tcp):
+    c, s = tcp
+    c.sendall(b"unread")
+
+    def peer():
+        sleep(0.05)
+        c.sendall(b"more")  # accepted: the server still reads
+        assert c.recv(10) == b""  # our side sees the half-close
+        c.close()
+
+    g = spawn(peer)
+    t0 = time.monotonic()
+    s.linger_close(2.0, 0.5, 1 << 20)
+    assert s.closed
+    assert elapsed_since(t0) < 1.0  # the peer's close ended it early
+    g.get(timeout=2)

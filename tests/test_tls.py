@@ -302,3 +302,48 @@ def test_tls_connections_leak_no_file_descriptors(listener, server_ctx, client_c
     gc.collect()
     after = open_fds()
     assert after == before, describe_fds(after ^ before)
+
+
+# The deadline surface (what servers use) ----------------------------------------
+def test_handshake_by_times_out_at_the_deadline_with_a_silent_client(listener, server_ctx):
+    plain = ls.create_connection(listener.getsockname())
+    conn, _ = listener.accept()
+    server = tls.wrap_socket(conn, server_ctx, server_side=True, do_handshake_on_connect=False)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            server.handshake_by(time.monotonic() + 0.1)
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        server.close()
+        plain.close()
+
+
+def test_has_pending_input_works_through_tls(listener, server_ctx, client_ctx):
+    client, server = tls_pair(listener, server_ctx, client_ctx)
+    try:
+        assert server.has_pending_input() is False
+        client.sendall(b"ping")
+        sleep(0.02)
+        assert server.has_pending_input() is True
+        buf = bytearray(2)
+        assert server.recv_into_nowait(buf) == 2  # two of four decrypted bytes taken...
+        assert server.has_pending_input() is True  # ...the rest waits inside OpenSSL
+    finally:
+        client.close()
+        server.close()
+
+
+def test_send_all_by_and_recv_into_by_over_tls(listener, server_ctx, client_ctx):
+    client, server = tls_pair(listener, server_ctx, client_ctx)
+    try:
+        client.send_all_by(b"q" * 300000, 2.0)
+        got = 0
+        buf = bytearray(65536)
+        while got < 300000:
+            got += server.recv_into_by(buf, time.monotonic() + 2)
+        assert got == 300000
+        assert server.encrypted and not listener.encrypted
+    finally:
+        client.close()
+        server.close()

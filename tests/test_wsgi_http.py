@@ -458,7 +458,7 @@ def test_accepted_tcp_sockets_have_tcp_nodelay(srv):
         c.read_response()
 
         def nodelay():
-            return [conn.raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for conn in srv.server.connections]
+            return [conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for conn in srv.server.connections]
         values = srv.call(nodelay)
         assert values and all(values)
 

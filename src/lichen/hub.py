@@ -664,8 +664,11 @@ def wait(timeout: float | None = None) -> None:
     try:
         while hub.switch() is not _WAIT_DONE:
             pass  # a stray wake-up of the main greenlet: keep waiting
-    except LoopExit:
-        pass
+    except LoopExit as e:
+        # The hub stays suspended in the throw that raised this, holding it:
+        # its traceback must not keep this greenlet's frames (and all they
+        # reference) alive for as long as the hub lives.
+        e.__traceback__ = None
     finally:
         if timer is not None:
             timer.close()

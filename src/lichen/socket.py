@@ -9,6 +9,14 @@
 # reused fd number gets new watchers, so it never wakes a stale waiter.
 # Timeouts follow the stdlib: None blocks, 0.0 is non-blocking (BlockingIOError),
 # a positive value raises TimeoutError per operation (sendall: in total).
+#
+# Servers use a second surface, with deadlines instead of timeouts: a
+# deadline is a time.monotonic() instant shared by every wait of one phase
+# (a TLS record that trickles in byte by byte must not earn a fresh timeout
+# per byte), a write timeout is reset by progress only, reads can be tried
+# without waiting, and an idle connection can park on its read watcher with
+# a callback instead of a greenlet. The TLS socket gives the same surface,
+# so server code has no TLS branches of its own.
 from __future__ import annotations
 
 import errno
@@ -107,6 +115,147 @@ class socket:
 
     def _wait_write(self) -> None:
         self._wait(WRITE)
+
+    # Deadlines (the server surface) -------------------------------------------
+    def wait_readable(self, deadline: float | None) -> None:
+        """Block until readable; TimeoutError at `deadline` (a
+        time.monotonic() instant; None: no deadline), OSError(EBADF) if the
+        socket is closed meanwhile."""
+        self._wait(READ, _left(deadline))
+
+    def wait_writable(self, deadline: float | None) -> None:
+        """Block until writable; TimeoutError at `deadline`."""
+        self._wait(WRITE, _left(deadline))
+
+    def recv_into_nowait(self, buffer: Any, nbytes: int = 0) -> int | None:
+        """Read what is there without waiting: the count (0 at EOF or
+        after a reset), or None when nothing has arrived yet."""
+        try:
+            return self._sock.recv_into(buffer, nbytes)
+        except BlockingIOError:
+            return None
+        except (ConnectionResetError, ConnectionAbortedError):
+            return 0
+
+    def recv_into_by(self, buffer: Any, deadline: float | None, nbytes: int = 0) -> int:
+        """Read at least one byte (0 at EOF or after a reset); every wait
+        shares `deadline` (TimeoutError)."""
+        while True:
+            n = self.recv_into_nowait(buffer, nbytes)
+            if n is not None:
+                return n
+            self.wait_readable(deadline)
+
+    def has_pending_input(self) -> bool:
+        """Whether bytes (or EOF) are readable right now."""
+        try:
+            self._sock.recv(1, _stdlib.MSG_PEEK)  # b"" at EOF: news as well
+            return True
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # an error is news too: reading would report it
+
+    def peek(self, size: int) -> bytes:
+        """Up to `size` bytes that are already here, left unread (b"" when
+        none are here yet, or at EOF: tell them apart with has_pending_input)."""
+        try:
+            return self._sock.recv(size, _stdlib.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return b""
+
+    def send_all_by(self, data: Any, write_timeout: float, flags: int = 0) -> None:
+        """Send all of `data`; TimeoutError when the peer takes nothing for
+        `write_timeout` seconds (progress restarts the clock: a slow reader is
+        served, one that stopped reading is not)."""
+        sock = self._sock
+        try:
+            sent = sock.send(data, flags)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data) and type(data) is bytes:
+            return
+        view = memoryview(data).cast("B")
+        deadline = time.monotonic() + write_timeout
+        while sent < len(view):
+            self.wait_writable(deadline)
+            try:
+                n = sock.send(view[sent:], flags)
+            except BlockingIOError:
+                continue
+            if n:
+                sent += n
+                deadline = time.monotonic() + write_timeout
+
+    def sendfile_by(self, fd: int, offset: int, count: int, write_timeout: float) -> int:
+        """os.sendfile of `count` bytes of `fd` from `offset`, with the
+        progress-reset write timeout of send_all_by; returns the bytes sent
+        (fewer if the file is shorter)."""
+        sockfd = self._sock.fileno()
+        total = 0
+        deadline = time.monotonic() + write_timeout
+        while total < count:
+            try:
+                n = os.sendfile(sockfd, fd, offset + total, count - total)
+            except BlockingIOError:
+                self.wait_writable(deadline)
+                continue
+            if n == 0:
+                break
+            total += n
+            deadline = time.monotonic() + write_timeout
+        return total
+
+    def handshake_by(self, deadline: float | None) -> None:
+        """Complete the TLS handshake by `deadline` (nothing to do here)."""
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether bytes go through TLS (sendfile cannot be used then)."""
+        return False
+
+    def park(self, callback: Any) -> None:
+        """Wait for readability without a greenlet: `callback(flags)` runs
+        in the hub once the socket is readable (once: park again for more).
+        An idle keep-alive connection costs just this."""
+        w = self._rio
+        if w is None:
+            w = self._rio = Io(self._hub.loop, self._sock.fileno(), READ)
+        w.callback = callback
+        w.start(READ)
+
+    def unpark(self) -> None:
+        """Cancel park() (nothing happens if it already fired)."""
+        w = self._rio
+        if w is not None and w.waiter is None:
+            w.stop()
+            w.callback = None
+
+    def linger_close(self, seconds: float, quiet: float, budget: int) -> None:
+        """Close a socket whose peer may still be sending: half-close, then
+        read and discard for up to `seconds` (at most `quiet` seconds of
+        silence, `budget` bytes) before closing. Closing with unread input
+        makes the kernel send a reset, which can destroy the response the
+        peer has not read yet."""
+        try:
+            self._half_close()
+            buf = bytearray(65536)
+            deadline = time.monotonic() + seconds
+            while budget > 0:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                n = self.recv_into_by(buf, min(deadline, now + quiet))
+                if not n:
+                    break
+                budget -= n
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            self.close()
+
+    def _half_close(self) -> None:
+        self._sock.shutdown(_stdlib.SHUT_WR)
 
     # Reading ----------------------------------------------------------------
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -427,6 +576,16 @@ class socket:
 
 
 # Helpers ------------------------------------------------------------------------
+def _left(deadline: float | None) -> float | None:
+    """Seconds until a deadline (TimeoutError once it has passed)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
 def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:
     """A connected pair of cooperative sockets."""
     if family is None:

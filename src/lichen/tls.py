@@ -5,10 +5,16 @@
 # SSLWantWriteError, the greenlet waits for the direction OpenSSL asked for
 # (a read may need to write during renegotiation, and the other way round),
 # then retries. The handshake runs the same way, on connect/accept or lazily.
+# The server surface of lichen.socket (deadlines shared by every wait of a
+# phase, progress-reset write timeouts, reads tried without waiting, a
+# lingering close) is given here too, so server code never asks which
+# kind of socket it holds.
 from __future__ import annotations
 
+import select
 import socket as _stdlib
 import ssl
+import time
 from typing import Any, Callable
 
 from lichen.loop import READ, WRITE
@@ -79,6 +85,84 @@ class SSLSocket(socket):
 
     def pending(self) -> int:
         return self._sock.pending()  # type: ignore[attr-defined]
+
+    # Deadlines (the server surface of lichen.socket) -------------------------
+    def handshake_by(self, deadline: float | None) -> None:
+        """Run the handshake; all its waits share `deadline` (TimeoutError),
+        so a client trickling its hello cannot stretch it."""
+        if self._handshake_done:
+            return
+        self._retry_by(self._sock.do_handshake, deadline)  # type: ignore[attr-defined]
+        self._handshake_done = True
+
+    def _retry_by(self, fn: Callable[..., Any], deadline: float | None, *args: Any) -> Any:
+        while True:
+            try:
+                return fn(*args)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                self.wait_readable(deadline)
+            except ssl.SSLWantWriteError:
+                self.wait_writable(deadline)
+
+    def recv_into_nowait(self, buffer: Any, nbytes: int = 0) -> int | None:
+        """Decrypted bytes that are there: the count (0 at EOF, after a
+        reset or a TLS close), or None when a whole record has not arrived."""
+        try:
+            return self._sock.recv_into(buffer, nbytes)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return None
+        except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return 0
+
+    def recv_into_by(self, buffer: Any, deadline: float | None, nbytes: int = 0) -> int:
+        """Read at least one decrypted byte (0 at EOF); every wait, for
+        however many partial records, shares `deadline`."""
+        try:
+            return self._retry_by(self._sock.recv_into, deadline, buffer, nbytes)
+        except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return 0
+
+    def has_pending_input(self) -> bool:
+        """Whether decrypted bytes wait in OpenSSL, or the socket is
+        readable (a record, or EOF). MSG_PEEK cannot see through TLS."""
+        if self._sock.pending():  # type: ignore[attr-defined]
+            return True
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def peek(self, size: int) -> bytes:
+        raise ValueError("cannot peek through TLS: read the PROXY header before wrapping")
+
+    def send_all_by(self, data: Any, write_timeout: float, flags: int = 0) -> None:
+        """Encrypt and send all of `data`; TimeoutError when the peer takes
+        nothing for `write_timeout` seconds (progress restarts the clock)."""
+        if flags:
+            raise ValueError("non-zero flags not allowed on a TLS socket")
+        view = memoryview(data).cast("B")
+        sent, total = 0, len(view)
+        send = self._sock.send
+        while sent < total:
+            sent += self._retry_by(send, time.monotonic() + write_timeout, view[sent:sent + 262144])
+
+    def sendfile_by(self, fd: int, offset: int, count: int, write_timeout: float) -> int:
+        raise ValueError("os.sendfile cannot encrypt: send the file's bytes through send_all_by")
+
+    @property
+    def encrypted(self) -> bool:
+        return True
+
+    def _half_close(self) -> None:
+        # close_notify first, so the client can tell a complete response
+        # from a cut one; a non-blocking unwrap sends it, then wants the
+        # peer's, which is not waited for.
+        try:
+            self._sock.unwrap()  # type: ignore[attr-defined]
+        except (ssl.SSLError, OSError, ValueError):
+            pass
+        # ssl.SSLSocket.shutdown drops the TLS layer: what follows reads the
+        # raw bytes still arriving, to discard them.
+        self._sock.shutdown(_stdlib.SHUT_WR)
 
     def unwrap(self) -> socket:
         """Send the TLS close_notify and return the plain cooperative socket."""

@@ -2,28 +2,32 @@
 # pipelining, timeouts, and the call of the WSGI application.
 #
 # Strategy: a connection holds a greenlet only while it has work. Between
-# requests it waits on its socket's read watcher alone; when bytes arrive the
-# server queues it for a worker greenlet, which reads (system call first),
-# takes plain heads through the C fast lane (lichen._fastpath) and anything
-# else through the I/O-free lichen.http parser, the one judge of errors, runs
-# the app and writes the response, then parks the connection again. Idle
-# expiry is a dict ordered by idle time that one server timer sweeps, so an
-# idle connection needs no timer of its own. Errors end as the right status
-# (400, 408, 413, 414, 417, 431, 500, 501, 505) and a log line, never as a
-# crashed server or a response passed off as complete.
+# requests it is parked on its socket's read watcher alone; when bytes
+# arrive the server queues it for a worker greenlet, which reads (system
+# call first), takes plain heads through the C fast lane (lichen._fastpath)
+# and anything else through the I/O-free lichen.http parser, the one judge
+# of errors, runs the app and writes the response, then parks the
+# connection again. Once per connection, before any of that, the preamble
+# reads a PROXY protocol header and runs the TLS handshake, both by one
+# deadline from accept. All socket work goes through the deadline surface
+# of lichen.socket, which plain and TLS sockets share. Idle expiry is a dict
+# ordered by idle time that one server timer sweeps, so an idle connection
+# needs no timer of its own; empty lines from a client do not move it back
+# in that order. Errors end as the right status (400, 408, 413, 414, 417,
+# 431, 500, 501, 505) and a log line, never as a crashed server or a
+# response passed off as complete.
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import ssl
 import time
 from typing import Any, Callable
 
 from lichen.http import (CONTINUE_RESPONSE, END_OF_MESSAGE, EndOfMessage, LocalProtocolError, RemoteProtocolError, Request,
                          build_simple_response)
-from lichen.loop import READ, WRITE
-from lichen.proxy import ProxyHeaderError, ProxyProtocolError, apply_proxy_headers, parse_proxy_protocol
+from lichen.preamble import read_proxy_header
+from lichen.proxy import ProxyHeaderError, ProxyProtocolError, apply_proxy_headers
 from lichen.wsgi.environ import request_environ
 from lichen.wsgi.input import EMPTY_INPUT, Input
 from lichen.wsgi.response import FileWrapper, Response, close_body
@@ -48,21 +52,23 @@ class ClientGone(ConnectionError):
 class Connection:
     """Server side of one client connection."""
 
-    __slots__ = ("server", "sock", "raw", "addr", "parser", "busy", "closed", "tls", "worker",
-                 "requests", "_unread_body", "_head_deadline", "_continue_sent", "_expect_continue", "_undrainable", "_response",
-                 "__weakref__")
+    __slots__ = ("server", "sock", "addr", "parser", "busy", "closed", "worker", "requests", "opened",
+                 "encrypted", "_preamble_done", "_unread_body", "_head_deadline", "_continue_sent",
+                 "_expect_continue", "_undrainable", "_response", "__weakref__")
 
     def __init__(self, server: Any, sock: Any, addr: Any, tls: bool = False) -> None:
         self.server = server
-        self.sock = sock          # lichen.socket.socket (or lichen.tls.SSLSocket)
-        self.raw = sock.raw       # the non-blocking stdlib socket, for the hot path
+        self.sock = sock          # lichen.socket.socket; a lichen.tls.SSLSocket after the preamble
         self.addr = addr
         self.parser: Any = None
         self.busy = True
         self.closed = False
-        self.tls = tls
         self.worker: Any = None
         self.requests = 0
+        self.opened = time.monotonic()
+        self.encrypted = sock.encrypted
+        # A PROXY header and a TLS handshake come first, once (see _preamble).
+        self._preamble_done = server.proxy_allow is None and not (tls and not sock.encrypted)
         self._unread_body = False
         self._head_deadline: float | None = None
         self._continue_sent = False
@@ -80,31 +86,20 @@ class Connection:
             # A parser costs ~2.4 KiB; between requests it holds nothing.
             self.parser = None
             self.server.give_parser(parser)
-        sock = self.sock
-        w = sock._rio
-        if w is None:
-            from lichen.loop import Io
-
-            w = sock._rio = Io(sock._hub.loop, self.raw.fileno(), READ)
-        w.callback = self._readable
-        w.start(READ)
-        self.server.idle[self] = time.monotonic()  # the server's clock (StreamServer.now)
+        self.sock.park(self._readable)
+        idle = self.server.idle
+        if self not in idle:  # (still there when only empty lines came: its clock runs on)
+            idle[self] = time.monotonic()  # the server's clock (StreamServer.now)
 
     def _readable(self, _flags: int) -> None:
-        self.server.idle.pop(self, None)
+        # The connection stays in the idle map until a request's first byte
+        # is read (_read_more): empty lines must not restart its idle time.
         self.busy = True
         self.server.dispatch(self)
 
     def has_pending_input(self) -> bool:
         """Whether bytes (or EOF) of a next request are already readable."""
-        if self.tls and self.sock.raw.pending():
-            return True
-        try:
-            return bool(self.raw.recv(1, socket.MSG_PEEK))
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return False
+        return self.sock.has_pending_input()
 
     def close(self) -> None:
         """Close now (any worker blocked on the socket gets an error)."""
@@ -114,12 +109,8 @@ class Connection:
         srv = self.server
         try:
             srv.idle.pop(self, None)
-            w = self.sock._rio
-            if w is not None and w.callback == self._readable:
-                w.stop()
-                w.callback = None
             try:
-                self.sock.close()
+                self.sock.close()  # (also stops a parked watcher)
             except OSError:
                 pass
             self.parser = None
@@ -129,112 +120,41 @@ class Connection:
             # slot for good, and stop() would wait its whole timeout for it.
             srv.connection_closed(self)
 
-    # I/O with timeouts -----------------------------------------------------
-    def _recv(self, timeout: float | None, size: int = RECV_SIZE) -> bytes:
-        """Up to `size` bytes from the client (b"" at EOF); try first, wait
-        on EAGAIN."""
-        if self.tls:
-            return self._recv_tls(timeout, size)
-        raw = self.raw
-        buf = self.server.recv_buffer
-        while True:
-            try:
-                return bytes(buf[:raw.recv_into(buf, size)])
-            except BlockingIOError:
-                self.sock._wait(READ, timeout)
-            except (ConnectionResetError, ConnectionAbortedError):
-                return b""
-
-    def _recv_tls(self, timeout: float | None, size: int = RECV_SIZE) -> bytes:
-        sock = self.sock
-        sock.settimeout(timeout)
-        try:
-            return sock.recv(size)
-        except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError):
-            return b""
-        except ssl.SSLError as e:
-            raise ClientGone(f"TLS error: {e}") from e
-
+    # I/O with deadlines --------------------------------------------------------
     def sendall(self, data: bytes) -> None:
         """Send everything or raise ClientGone (reset, closed, write timeout)."""
-        raw = self.raw
-        if not self.tls:
-            try:
-                sent = raw.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as e:
-                raise ClientGone(f"send failed: {e}") from e
-            if sent == len(data):
-                return
-            self._send_rest(memoryview(data)[sent:])
-            return
-        sock = self.sock
-        sock.settimeout(self.server.settings.write_timeout)
         try:
-            sock.sendall(data)
-        except TimeoutError as e:
-            raise ClientGone("client stopped reading (write timeout)") from e
-        except (OSError, ssl.SSLError) as e:
-            raise ClientGone(f"send failed: {e}") from e
-
-    def _wait_writable(self, deadline: float) -> None:
-        """Wait until the socket takes more bytes; ClientGone at `deadline`
-        or when the socket is closed under us."""
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            self.sock._wait(WRITE, left)
+            self.sock.send_all_by(data, self.server.settings.write_timeout)
         except TimeoutError as e:
             raise ClientGone("client stopped reading (write timeout)") from e
         except OSError as e:
-            raise ClientGone(f"connection closed while writing: {e}") from e
+            raise ClientGone(f"send failed: {e}") from e
 
-    def _send_rest(self, view: memoryview) -> None:
-        raw = self.raw
-        timeout = self.server.settings.write_timeout
-        deadline = time.monotonic() + timeout
-        while view:
-            self._wait_writable(deadline)
-            try:
-                sent = raw.send(view)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                raise ClientGone(f"send failed: {e}") from e
-            view = view[sent:]
-            # The timeout is for a client that stopped reading, not for a
-            # slow one: every bit of progress restarts it.
-            deadline = time.monotonic() + timeout
+    def _send_head_more(self, head: bytes) -> None:
+        """Send a head that file data follows at once: MSG_MORE lets the
+        kernel put both in the same segments despite TCP_NODELAY."""
+        try:
+            self.sock.send_all_by(head, self.server.settings.write_timeout, _MSG_MORE)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"send failed: {e}") from e
 
     def _sendfile(self, fd: int, offset: int, count: int) -> int:
         """os.sendfile on the plain socket; returns bytes sent."""
-        sockfd = self.raw.fileno()
-        total = 0
-        deadline = time.monotonic() + self.server.settings.write_timeout
-        while total < count:
-            try:
-                n = os.sendfile(sockfd, fd, offset + total, count - total)
-            except BlockingIOError:
-                self._wait_writable(deadline)
-                deadline = time.monotonic() + self.server.settings.write_timeout
-                continue
-            except OSError as e:
-                raise ClientGone(f"sendfile failed: {e}") from e
-            if n == 0:
-                break
-            total += n
-        return total
+        try:
+            return self.sock.sendfile_by(fd, offset, count, self.server.settings.write_timeout)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"sendfile failed: {e}") from e
 
     # The request loop (runs in a worker greenlet) ----------------------------
     def serve(self) -> None:
         """Serve requests until the connection goes idle or closes."""
+        if not self._preamble_done and not self._preamble():
+            return
         srv = self.server
-        if srv.proxy_allow is not None and self.requests == 0 and not self._proxy_header(self._parser()):
-            return
-        if self.tls and not self._handshake():
-            return
         fast = srv.fast_parse
         woke = True
         while True:
@@ -265,14 +185,14 @@ class Connection:
             # Between requests, only a wake-up reads at once (no EAGAIN
             # read per request); else park until the watcher fires. Bytes
             # OpenSSL already decrypted will not wake the watcher.
-            if idle and not woke and not (self.tls and self.sock.pending()):
+            if idle and not woke and not (self.encrypted and self.sock.pending()):
                 self.go_idle()
                 return
             data = self._read_more(idle)
             if data is None:
                 return
             woke = False
-            if idle:  # (only then can data be a view of the shared buffer: see _try_recv)
+            if idle:  # (only then can data be a view of the shared buffer: see _read_more)
                 data = self._fast_lane(fast, data)
                 if data is None:
                     return
@@ -289,17 +209,61 @@ class Connection:
                 # order: next_event() raises the error once they are drained.
                 pass
 
-    def _fast_lane(self, fast: Callable[[bytes, Any], Any], data: Any) -> bytes | None:
+    def _preamble(self) -> bool:
+        """Once per connection, by one deadline from accept: the PROXY
+        protocol header (its client address replaces the peer's), then the
+        TLS handshake. False (and the connection closed) when either fails."""
+        srv = self.server
+        deadline = self.opened + srv.settings.header_timeout
+        if srv.proxy_allow is not None:
+            peer = self.addr[0] if isinstance(self.addr, tuple) else ""
+            if peer not in srv.proxy_allow:  # AllowList maps ::ffff:a.b.c.d itself
+                return self._refuse("not allowed to send a PROXY protocol header", logging.WARNING)
+            try:
+                source, _dest = read_proxy_header(self.sock, deadline)
+            except ProxyProtocolError as e:
+                return self._refuse(str(e), logging.WARNING)
+            except TimeoutError:
+                return self._refuse(f"no complete PROXY protocol header within "
+                                    f"{srv.settings.header_timeout:.1f} s", logging.INFO)
+            except OSError:  # closed, reset, or closed under us by stop()
+                self.close()
+                return False
+            if source is not None:
+                self.addr = source
+        if srv.ssl_context is not None and not self.sock.encrypted:
+            from lichen.tls import wrap_socket
+
+            self.sock = wrap_socket(self.sock, srv.ssl_context, server_side=True, do_handshake_on_connect=False)
+            self.encrypted = True
+            try:
+                self.sock.handshake_by(deadline)
+            except TimeoutError:
+                return self._refuse(f"TLS handshake not complete within {srv.settings.header_timeout:.1f} s",
+                                    logging.INFO)
+            except OSError as e:  # (ssl.SSLError is an OSError)
+                return self._refuse(f"TLS handshake failed: {e}", logging.INFO)
+        self._preamble_done = True
+        return True
+
+    def _refuse(self, why: str, level: int) -> bool:
+        self.server.log_error("closing %s: %s", _peer(self.addr), why, level=level)
+        self.close()
+        return False
+
+    def _fast_lane(self, fast: Callable[[Any, Any], Any], data: Any) -> Any:
         """Serve the requests at the start of `data` (no partial request
         before it) that the C fast lane takes: plain heads, pipelined ones
         too. Returns the bytes from the first head it declines on (b"" when
         none), or None when the connection closed. `data` may be a view of
         the server's shared receive buffer: what is kept is copied out
-        before the app runs, since another connection may read into it."""
+        before the app runs, since another connection may read into it; the
+        rest of a pipelined batch is copied once, then walked by offset."""
+        own = False  # whether data is our own copy (else a view of the shared buffer)
         while True:
             got = fast(data, self.addr)
             if got is None:
-                return bytes(data)
+                return data  # (the parser copies it before any app runs)
             env, req, used, proxied = got
             length = req.content_length
             n = len(data)
@@ -311,13 +275,16 @@ class Connection:
                 else:
                     inp = Input(_LengthBody(self, end - n).next_chunk, False, None, length, bytes(data[used:]))
                 used = min(end, n)
-            rest = bytes(data[used:]) if n > used else b""
+            if n > used:
+                data = data[used:] if own else memoryview(bytes(data[used:]))
+                own = True
+            else:
+                data = b""
             keep = self.handle_request(req, env, inp, proxied)
-            if not self._request_done(keep, bool(rest) or self._unread_body):
+            if not self._request_done(keep, bool(data) or self._unread_body):
                 return None
-            if not rest:
+            if not data:
                 return b""
-            data = rest
 
     def _parser(self) -> Any:
         parser = self.parser
@@ -339,116 +306,46 @@ class Connection:
             self.close()
         return False
 
-    def _proxy_header(self, parser: Any) -> bool:
-        """Read the PROXY protocol header that must open the connection;
-        the client address it carries replaces the peer's. False (and the
-        connection closed) when it is missing, malformed or not allowed."""
-        srv = self.server
-        peer = self.addr[0] if isinstance(self.addr, tuple) else ""
-        if peer not in srv.proxy_allow:  # AllowList maps ::ffff:a.b.c.d itself
-            srv.log_error("closing %s: not allowed to send a PROXY protocol header", _peer(self.addr),
-                          level=logging.WARNING)
-            self.close()
-            return False
-        buf = b""
-        deadline = srv.now() + srv.settings.header_timeout
-        while True:
-            try:
-                found = parse_proxy_protocol(buf) if buf else None
-            except ProxyProtocolError as e:
-                srv.log_error("closing %s: %s", _peer(self.addr), e, level=logging.WARNING)
-                self.close()
-                return False
-            if found is not None:
-                break
-            try:
-                data = self._recv(max(deadline - srv.now(), 0.0))
-            except (TimeoutError, ClientGone, OSError):
-                data = b""
-            if not data:
-                self.close()
-                return False
-            buf += data
-        consumed, source, _dest = found
-        if source is not None:
-            self.addr = source
-        rest = buf[consumed:]
-        if rest:
-            try:
-                parser.feed(rest)
-            except RemoteProtocolError as e:
-                self._reject(e)
-                return False
-        self._head_deadline = srv.now() + srv.settings.header_timeout
-        return True
-
-    def _read_more(self, idle: bool) -> bytes | memoryview | None:
-        """More bytes from the client (at least one; see _try_recv for the
-        view); None when the connection was parked or closed instead.
+    def _read_more(self, idle: bool) -> Any:
+        """More bytes from the client (at least one), as a view of the
+        server's shared receive buffer, valid until this greenlet next
+        yields; None when the connection was parked or closed instead.
         `idle`: no partial request is buffered."""
         srv = self.server
+        buf = srv.recv_buffer
         if idle:
             try:
-                data = self._try_recv()
-            except ClientGone:
+                n = self.sock.recv_into_nowait(buf)
+            except OSError:
                 self.close()
                 return None
-            if data is None:  # woken without data: park again
+            if n is None:  # woken without data: park again
                 self.go_idle()
                 return None
-            if not data:
+            if not n:
                 self.close()
                 return None
-        else:
-            deadline = self._head_deadline
-            if deadline is None:
-                deadline = self._head_deadline = srv.now() + srv.settings.header_timeout
-            try:
-                data = self._recv(max(deadline - srv.now(), 0.0))
-            except TimeoutError:
-                srv.log_error("closing %s: request header not complete within %.1f s (408)",
-                              _peer(self.addr), srv.settings.header_timeout, level=logging.INFO)
-                self._reply_error(408, "Request Timeout: the request header took too long")
-                return None
-            except (ClientGone, OSError):
-                self.close()
-                return None
-            if not data:
-                self.close()  # client gave up mid-request; nobody to answer
-                return None
-        return data
-
-    def _try_recv(self) -> bytes | memoryview | None:
-        """One non-blocking read: None if nothing is there yet. A plain
-        socket's bytes come as a view of the shared receive buffer, valid
-        until this greenlet next yields."""
-        if self.tls:
-            try:
-                return self._recv_tls(0.0)
-            except (BlockingIOError, TimeoutError):
-                return None
-        buf = self.server.recv_buffer
+            data = buf[:n]
+            if _starts_request(data):
+                srv.idle.pop(self, None)
+            return data
+        deadline = self._head_deadline
+        if deadline is None:
+            deadline = self._head_deadline = srv.now() + srv.settings.header_timeout
         try:
-            return buf[:self.raw.recv_into(buf)]  # a view: see _fast_lane
-        except BlockingIOError:
+            n = self.sock.recv_into_by(buf, deadline)
+        except TimeoutError:
+            srv.log_error("closing %s: request header not complete within %.1f s (408)",
+                          _peer(self.addr), srv.settings.header_timeout, level=logging.INFO)
+            self._reply_error(408, "Request Timeout: the request header took too long")
             return None
-        except (ConnectionResetError, ConnectionAbortedError):
-            return b""
-        except OSError as e:
-            raise ClientGone(str(e)) from e
-
-    def _handshake(self) -> bool:
-        sock = self.sock
-        if sock._handshake_done:
-            return True
-        sock.settimeout(self.server.settings.header_timeout)
-        try:
-            sock.do_handshake()
-            return True
-        except (OSError, ssl.SSLError, TimeoutError) as e:
-            self.server.log_error("TLS handshake with %s failed: %s", _peer(self.addr), e, level=logging.INFO)
+        except OSError:
             self.close()
-            return False
+            return None
+        if not n:
+            self.close()  # client gave up mid-request; nobody to answer
+            return None
+        return buf[:n]
 
     # Errors ------------------------------------------------------------------
     def _reject(self, err: RemoteProtocolError) -> None:
@@ -475,34 +372,10 @@ class Connection:
         just sent before the client reads it."""
         if self.closed:
             return
-        if self.tls:
-            self.close()
-            return
-        raw = self.raw
         try:
-            raw.shutdown(socket.SHUT_WR)
-        except OSError:
+            self.sock.linger_close(LINGER_TIME, LINGER_IDLE, LINGER_BYTES)
+        finally:
             self.close()
-            return
-        buf = self.server.recv_buffer
-        deadline = time.monotonic() + LINGER_TIME
-        budget = LINGER_BYTES
-        try:
-            while budget > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    n = raw.recv_into(buf)
-                except BlockingIOError:
-                    self.sock._wait(READ, min(left, LINGER_IDLE))
-                    continue
-                if not n:
-                    break
-                budget -= n
-        except (OSError, TimeoutError):
-            pass
-        self.close()
 
     # One request -------------------------------------------------------------
     def _next_body_chunk(self) -> bytes:
@@ -523,9 +396,11 @@ class Connection:
                 pass  # body bytes queued before the error come first; next_event() raises it
 
     def recv_body(self, timeout: float, size: int = RECV_SIZE) -> bytes:
-        """Up to `size` more bytes of a request body, or ClientGone."""
+        """Up to `size` more bytes of a request body (the client may stay
+        silent for `timeout` seconds), or ClientGone."""
+        buf = self.server.recv_buffer
         try:
-            data = self._recv(timeout, size)
+            data = bytes(buf[:self.sock.recv_into_by(buf, time.monotonic() + timeout, size)])
         except TimeoutError as e:
             raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
         except OSError as e:  # closed under us (stop() at its deadline)
@@ -604,7 +479,7 @@ class Connection:
             result = srv.application(env, resp.start_response)
             if type(result) is list and not resp.head_sent and resp.status is not None:
                 resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
-            elif isinstance(result, FileWrapper) and not self.tls and result.fileno() is not None:
+            elif isinstance(result, FileWrapper) and not self.encrypted and result.fileno() is not None:
                 self._send_file(resp, result)
             else:
                 for data in result:
@@ -673,18 +548,6 @@ class Connection:
         resp.bytes_sent += sent
         resp.finish()  # a file that shrank leaves the framer short: must_close
 
-    def _send_head_more(self, head: bytes) -> None:
-        """Send a head that file data follows at once: MSG_MORE lets the
-        kernel put both in the same segments despite TCP_NODELAY."""
-        try:
-            sent = self.raw.send(head, _MSG_MORE)
-        except BlockingIOError:
-            sent = 0
-        except OSError as e:
-            raise ClientGone(f"send failed: {e}") from e
-        if sent < len(head):
-            self._send_rest(memoryview(head)[sent:])
-
     def _finish_body(self, req: Request, inp: Input) -> bool:
         """Drain what the app left unread so the next request parses; False
         when the connection must close instead."""
@@ -725,6 +588,15 @@ class _LengthBody:
         data = self.conn.recv_body(self.conn.server.settings.body_timeout, min(left, RECV_SIZE))
         self.left = left - len(data)
         return data
+
+
+def _starts_request(data: Any) -> bool:
+    """Whether bytes read between requests hold more than empty lines (which
+    a server ignores before a request line, RFC 9112 2.2)."""
+    first = data[0]
+    if first != 13 and first != 10:
+        return True
+    return bool(bytes(data).strip(b"\r\n"))
 
 
 def _peer(addr: Any) -> str:

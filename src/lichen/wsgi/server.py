@@ -215,7 +215,8 @@ class WSGIServer(StreamServer):
         for conn, since in self.idle.items():  # oldest first (insertion order)
             if since > limit:
                 break
-            expired.append(conn)
+            if not conn.busy:  # (woken and queued: its bytes decide)
+                expired.append(conn)
         for conn in expired:
             conn.close()
 
@@ -262,14 +263,8 @@ class WSGIServer(StreamServer):
 
     # Connections --------------------------------------------------------------
     def handle_connection(self, sock: _stdlib.socket, address: Any) -> None:
-        csock: Any = lsocket.socket(sock=sock)
-        tls = False
-        if self.ssl_context is not None:
-            from lichen.tls import wrap_socket
-
-            csock = wrap_socket(csock, self.ssl_context, server_side=True, do_handshake_on_connect=False)
-            tls = True
-        conn = self.connection_class(self, csock, address, tls)
+        # TLS is set up by the connection's preamble, after a PROXY header.
+        conn = self.connection_class(self, lsocket.socket(sock=sock), address, self.ssl_context is not None)
         self.connections.add(conn)
         # Data usually follows the connect at once: read first, in a worker.
         self.dispatch(conn)
