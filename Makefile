@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.lichen-installed
 EV_H   := $(firstword $(wildcard /usr/include/ev.h /usr/local/include/ev.h /opt/homebrew/include/ev.h))
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup libev testdeps serve test bench soak clean
+.PHONY: all setup libev testdeps serve test bench soak callgrind clean
 
 all: test
 
@@ -58,6 +58,9 @@ bench: setup
 
 soak: setup
 	$(MAKE) --no-print-directory -C benchmarks soak
+
+callgrind: setup
+	$(MAKE) --no-print-directory -C benchmarks callgrind
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o src/lichen/_fastpath*.so

@@ -87,9 +87,9 @@ class Connection:
             self.parser = None
             self.server.give_parser(parser)
         self.sock.park(self._readable)
-        idle = self.server.idle
-        if self not in idle:  # (still there when only empty lines came: its clock runs on)
-            idle[self] = time.monotonic()  # the server's clock (StreamServer.now)
+        # (Still there, and left in place, when only empty lines came: its
+        # clock runs on.) time.monotonic is the server's clock (StreamServer.now).
+        self.server.idle.setdefault(self, time.monotonic())
 
     def _readable(self, _flags: int) -> None:
         # The connection stays in the idle map until a request's first byte
@@ -326,7 +326,8 @@ class Connection:
                 self.close()
                 return None
             data = buf[:n]
-            if _starts_request(data):
+            first = data[0]
+            if (first != 13 and first != 10) or _holds_request(data):
                 srv.idle.pop(self, None)
             return data
         deadline = self._head_deadline
@@ -590,12 +591,9 @@ class _LengthBody:
         return data
 
 
-def _starts_request(data: Any) -> bool:
+def _holds_request(data: Any) -> bool:
     """Whether bytes read between requests hold more than empty lines (which
     a server ignores before a request line, RFC 9112 2.2)."""
-    first = data[0]
-    if first != 13 and first != 10:
-        return True
     return bool(bytes(data).strip(b"\r\n"))
 
 
