@@ -239,7 +239,7 @@ class socket:
         peer has not read yet."""
         try:
             self._half_close()
-            buf = bytearray(65536)
+            buf = _DISCARD
             deadline = time.monotonic() + seconds
             while budget > 0:
                 now = time.monotonic()
@@ -576,6 +576,12 @@ class socket:
 
 
 # Helpers ------------------------------------------------------------------------
+# What a lingering close reads is thrown away: every socket may read into
+# this one buffer (its content never matters), rather than each lingering
+# connection holding 64 KiB of its own.
+_DISCARD = bytearray(65536)
+
+
 def _left(deadline: float | None) -> float | None:
     """Seconds until a deadline (TimeoutError once it has passed)."""
     if deadline is None:

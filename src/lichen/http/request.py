@@ -308,6 +308,11 @@ class RequestParser:
     def _fail(self, err: RemoteProtocolError) -> RemoteProtocolError:
         if self._error is None:
             self._error = err
+            # Nothing more will be parsed: let the bytes go now, not when
+            # the connection is done answering and lingering.
+            self._buf = bytearray()
+            self._pos = self._scan = 0
+            self._lines = []
         return self._error
 
     def _reject(self, status: int, message: str) -> RemoteProtocolError:

@@ -373,6 +373,7 @@ class Connection:
         just sent before the client reads it."""
         if self.closed:
             return
+        self.parser = None  # nothing more is parsed: its bytes can go now
         try:
             self.sock.linger_close(LINGER_TIME, LINGER_IDLE, LINGER_BYTES)
         finally:
