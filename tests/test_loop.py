@@ -388,6 +388,16 @@ def test_an_item_queued_before_its_watcher_was_re_armed_is_stale(loop, pair, sto
     assert not io.libev_active
 
 
+@pytest.mark.parametrize("kind", ["io", "timer"])
+def test_close_stops_the_watcher_in_libev_even_when_its_flag_says_stopped(loop, pair, kind):
+    w = loop.io(pair[0].fileno(), READ) if kind == "io" else loop.timer(5)
+    w.start()
+    w.active = False  # out of step with libev, as a stale item once left it
+    w.close()
+    assert loop.run_once(False) == ([], False)  # nothing holds the loop any more
+    assert not w.libev_active
+
+
 # The ready array -------------------------------------------------------------------------
 def test_ready_array_grows_past_256_events_in_one_iteration():
     # poll(2) reports every ready fd in one call, so all 1000 events land in

@@ -17,7 +17,9 @@
 # item would clear `active` while libev holds the watcher, and close() would
 # then free a struct libev still references. So every arm stamps the watcher
 # with the loop's iteration, and an item of an iteration not later than the
-# watcher's last arm is stale and dropped (`Loop.claim`).
+# watcher's last arm is stale and dropped (`Loop.claim`). As a second line,
+# close() always issues libev's stop while the loop is alive (a no-op on a
+# stopped watcher), so no struct is freed while libev holds it.
 # This module knows nothing of greenlets or sockets; only the hub uses it.
 from __future__ import annotations
 
@@ -195,6 +197,8 @@ class Watcher:
 
     __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "oneshot", "_armed", "__weakref__")
     _ctype = ""
+    # libev's stop function for this kind of watcher, for close().
+    _cstop: Callable[[Any, Any], None]
     # oneshot: libev stops the watcher itself when it fires (io: our C
     # callback does; timers without repeat: libev does). The drainer then
     # only clears `active` (and re-refs an unref'd watcher), inline.
@@ -246,8 +250,13 @@ class Watcher:
 
     def close(self) -> None:
         """Stop and forget the watcher; its token will never fire again."""
-        if self.loop._ptr is not None:
-            self.stop()
+        ptr = self.loop._ptr
+        if ptr is not None:
+            self._stopping()
+            # Always, whatever the flag says: libev's stop is a no-op on a
+            # stopped watcher (and drops a pending event), and the struct
+            # may be freed as soon as the caller lets go of this object.
+            self._cstop(ptr, self._w)
         self.active = False
         self.loop.watchers.pop(self.token, None)
         self.callback = None
@@ -260,6 +269,7 @@ class Io(Watcher):
 
     __slots__ = ("fd", "events", "waiter")
     _ctype = "ev_io *"
+    _cstop = lib.ev_io_stop
 
     def __init__(self, loop: Loop, fd: int, events: int = READ) -> None:
         super().__init__(loop, lib.evp_io_init)
@@ -303,6 +313,7 @@ class Timer(Watcher):
 
     __slots__ = ("after", "repeat")
     _ctype = "ev_timer *"
+    _cstop = lib.ev_timer_stop
 
     def __init__(self, loop: Loop, after: float = 0.0, repeat: float = 0.0) -> None:
         super().__init__(loop, lib.evp_timer_init)
@@ -349,6 +360,7 @@ class Async(Watcher):
 
     __slots__ = ()
     _ctype = "ev_async *"
+    _cstop = lib.ev_async_stop
 
     def __init__(self, loop: Loop) -> None:
         super().__init__(loop, lib.evp_async_init)
@@ -384,7 +396,7 @@ def _simple(name: str, init: Any, start: Any, stop: Any) -> type[Watcher]:
             stop(self.loop._ptr, self._w)
 
     return type(name, (Watcher,), {
-        "__slots__": (), "_ctype": f"ev_{name.lower()} *", "__init__": __init__,
+        "__slots__": (), "_ctype": f"ev_{name.lower()} *", "_cstop": stop, "__init__": __init__,
         "start": start_, "stop": stop_, "__doc__": f"libev ev_{name.lower()} watcher.",
     })
 
