@@ -16,6 +16,7 @@ from lichen.hub import (
     Greenlet, GreenletExit, LoopExit, Timeout, Waiter, call_soon_threadsafe, get_hub, getcurrent,
     joinall, killall, sleep, spawn, spawn_later, wait, wait_read, wait_write, with_timeout,
 )
+from lichen.loop import READ
 
 
 def elapsed_since(t0: float) -> float:
@@ -485,6 +486,66 @@ def test_wait_write_with_timeout_raises_timeout_error_on_a_full_socket(pair):
     with pytest.raises(TimeoutError):
         wait_write(a.fileno(), timeout=0.05)
     assert 0.04 <= elapsed_since(t0) < 0.5
+
+
+# Stale events of a batch --------------------------------------------------------
+# libev runs the pending watchers of one iteration last-in first-out, so when an
+# fd turns readable and a timer expires in the same iteration, the timer's item
+# precedes the io's in the batch the hub drains. Whoever the first item wakes
+# may re-arm the other watcher before the hub reaches its (now stale) item.
+def test_a_stale_io_event_cannot_wake_the_watcher_re_armed_in_the_same_batch(pair):
+    a, b = pair
+    hub = get_hub()
+    io = hub.loop.io(a.fileno(), READ)
+    timer = hub.loop.timer()
+    seen: dict = {}
+
+    def waiter():
+        b.send(b"x")  # readable before the hub polls
+        # A 0 s timeout: the timer is due in the very iteration that reports the fd.
+        seen["first"] = hub.wait_io(io, READ, 0, timer)
+        a.recv(1)  # nothing left to read: only a stale event could report READ now
+        # Re-armed (same watcher, same token) while the hub is still in that batch.
+        seen["second"] = hub.wait_io(io, READ, 0.05, timer)
+
+    try:
+        spawn(waiter).get(timeout=2)
+        assert seen["first"] == 0, "precondition: the timer's item came first"
+        assert seen["second"] == 0, "a stale READ woke the re-armed watcher"
+        assert (io.active, io.libev_active) == (False, False)
+        io.start(READ)  # armed again, then closed while libev holds it
+        assert io.active and io.libev_active
+    finally:
+        io.close()
+        timer.close()
+    assert not io.libev_active and not timer.libev_active
+
+
+def test_a_stale_timer_event_cannot_wake_the_timer_restarted_in_the_same_batch():
+    hub = get_hub()
+    t1, t2 = hub.loop.timer(), hub.loop.timer()
+    fired = []
+
+    def callback_of(me, other):
+        def callback(_flags):
+            fired.append(me)
+            if other not in fired:
+                other.start(10.0)  # its own item, queued in this batch, is now stale
+        return callback
+
+    t1.callback = callback_of(t1, t2)
+    t2.callback = callback_of(t2, t1)
+    t1.start(0.0)
+    t2.start(0.0)  # both due in the next iteration
+    try:
+        sleep(0.02)
+        assert len(fired) == 1
+        other = t2 if fired == [t1] else t1
+        assert other.active and other.libev_active
+    finally:
+        t1.close()
+        t2.close()
+    assert not t1.libev_active and not t2.libev_active
 
 
 # Cross-thread callbacks -----------------------------------------------------------

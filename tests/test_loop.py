@@ -3,7 +3,7 @@
 #
 # These tests drive a private Loop directly (never the thread's hub): each
 # `run_once` returns `token << 3 | flags` items, and a test plays the drainer
-# (calling `fired()` for one-shot watchers) where the hub normally would.
+# (claiming each item with `Loop.claim`) where the hub normally would.
 from __future__ import annotations
 
 import socket
@@ -49,9 +49,7 @@ def poll(lp: Loop, timeout: float = 2.0) -> list[int]:
 def drain(lp: Loop, items: list[int]) -> None:
     """What the hub does for each item before calling back: sync `active`."""
     for item in items:
-        w = lp.watchers.get(item >> 3)
-        if w is not None and w.active:
-            w.fired()
+        lp.claim(item)
 
 
 # Backends ---------------------------------------------------------------------
@@ -353,12 +351,51 @@ def test_a_watcher_closed_while_its_event_is_queued_is_never_called(loop):
             w.start()
         items = poll(loop)
         assert sorted(i >> 3 for i in items) == sorted(w.token for w in ws)  # both queued
-        Hub._dispatch(items, loop.watchers)  # the hub's drain
+        Hub._dispatch(items, loop.watchers, loop.iteration)  # the hub's drain
         assert len(calls) == 1
     finally:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+# Stale items: the active flag never disagrees with libev -------------------------------
+@pytest.mark.parametrize("stop_first", [True, False], ids=["stop-start", "start"])
+@pytest.mark.parametrize("unref", [False, True], ids=["ref", "unref"])
+def test_an_item_queued_before_its_watcher_was_re_armed_is_stale(loop, pair, stop_first, unref):
+    a, b = pair
+    io = loop.io(a.fileno(), READ)
+    timer = loop.timer(0.0)
+    if unref:
+        io.unref()
+    io.start()
+    timer.start()
+    b.send(b"x")
+    items, _alive = loop.run_once(True)
+    # One iteration, pending watchers run last-in first-out: the timer first.
+    assert items == [timer.token << 3, io.token << 3 | READ]
+    assert loop.claim(items[0]) is timer
+    # What the greenlet woken by the timer does before the io item is reached.
+    if stop_first:
+        io.stop()
+    io.start()
+    assert loop.claim(items[1]) is None
+    assert io.active and io.libev_active
+    # Held by libev, counted once: an unref'd watcher lets the loop exit.
+    a.recv(1)
+    assert loop.run_once(False) == ([], not unref)
+    io.close()
+    assert not io.libev_active
+
+
+@pytest.mark.parametrize("kind", ["io", "timer"])
+def test_close_stops_the_watcher_in_libev_even_when_its_flag_says_stopped(loop, pair, kind):
+    w = loop.io(pair[0].fileno(), READ) if kind == "io" else loop.timer(5)
+    w.start()
+    w.active = False  # out of step with libev, as a stale item once left it
+    w.close()
+    assert loop.run_once(False) == ([], False)  # nothing holds the loop any more
+    assert not w.libev_active
 
 
 # The ready array -------------------------------------------------------------------------

@@ -86,8 +86,11 @@ static void evp_io_arm(struct ev_loop *l, ev_io *w, int fd, int events) {
 }
 
 /* Reuse a stopped watcher for a wait on any fd: a new token, and always
- * ev_io_set, since the fd may be a new file under a reused number. */
+ * ev_io_set, since the fd may be a new file under a reused number. The stop
+ * is a guard that costs one test: ev_io_set on a watcher libev still holds
+ * would corrupt libev's per-fd lists. */
 static void evp_io_rebind(struct ev_loop *l, ev_io *w, intptr_t token, int fd, int events) {
+    if (ev_is_active(w)) ev_io_stop(l, w);
     w->data = (void *)token;
     ev_io_set(w, fd, events);
     ev_io_start(l, w);

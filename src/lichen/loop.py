@@ -7,6 +7,19 @@
 # also the keep-alive: a started watcher's struct must outlive libev's use of
 # it, or the process aborts. Tokens are never reused, so an event queued for a
 # watcher that was closed in the meantime finds nothing and is dropped.
+#
+# Invariant: a watcher's `active` flag equals libev's own state, except for a
+# one-shot watcher that libev stopped in the last iteration and whose item the
+# drainer has not claimed yet. The danger is a re-arm in between: libev runs
+# an iteration's pending watchers last-in first-out, so a timeout's item comes
+# before the io item of the same iteration, and the greenlet it wakes may wait
+# on the io again before the drainer reaches that item. Claiming the stale
+# item would clear `active` while libev holds the watcher, and close() would
+# then free a struct libev still references. So every arm stamps the watcher
+# with the loop's iteration, and an item of an iteration not later than the
+# watcher's last arm is stale and dropped (`Loop.claim`). As a second line,
+# close() always issues libev's stop while the loop is alive (a no-op on a
+# stopped watcher), so no struct is freed while libev holds it.
 # This module knows nothing of greenlets or sockets; only the hub uses it.
 from __future__ import annotations
 
@@ -53,7 +66,7 @@ class Loop:
     used (signalfd breaks with threads, forkcheck costs a getpid per iteration).
     """
 
-    __slots__ = ("_ptr", "watchers", "_ready", "__weakref__")
+    __slots__ = ("_ptr", "watchers", "_ready", "iteration", "__weakref__")
 
     def __init__(self, backend: str | None = None) -> None:
         flags = lib.EVFLAG_NOENV
@@ -71,6 +84,9 @@ class Loop:
         self._ptr: Any = ptr
         self._ready = lib.evp_ready_of(ptr)
         self.watchers: dict[int, Watcher] = {}
+        # Number of run_once calls so far: the items of the last one belong
+        # to this iteration, and arms stamp it (see the module comment).
+        self.iteration = 0
 
     @property
     def backend(self) -> str:
@@ -93,13 +109,30 @@ class Loop:
 
         `block=False` polls without waiting. `alive` is False when no
         referenced watcher is active any more (the loop would exit).
-        Each item is `token << 3 | flags` (flags: READ, WRITE, ERROR).
+        Each item is `token << 3 | flags` (flags: READ, WRITE, ERROR);
+        pass each one through `claim` (or its inlined copy in the hub).
         """
+        self.iteration += 1
         n = lib.evp_run(self._ptr, lib.EVRUN_ONCE if block else lib.EVRUN_NOWAIT)
         if n >= 0:
             return (ffi.unpack(self._ready.buf, n) if n else []), True
         n = -n - 1
         return (ffi.unpack(self._ready.buf, n) if n else []), False
+
+    def claim(self, item: int) -> Watcher | None:
+        """The watcher an item of the last iteration is for, its `active`
+        flag brought in line (a one-shot watcher was stopped by libev); or
+        None when the item is stale: the watcher was closed, stopped, or
+        re-armed after the iteration that queued the item (libev holds it
+        again). The hub's dispatch loop is an inlined copy of this."""
+        w = self.watchers.get(item >> 3)
+        if w is None or not w.active or w._armed >= self.iteration:
+            return None
+        if w.oneshot:
+            w.active = False
+            if w._unref:
+                lib.ev_ref(self._ptr)  # balance the unref: libev stopped it
+        return w
 
     def _ready_items(self) -> list[int]:
         """The items of the last iteration again (they stay in the C array
@@ -157,12 +190,15 @@ class Watcher:
 
     `callback(flags)` is called by whoever drains the loop's ready items (the
     hub); the loop never calls Python itself. `active` mirrors libev's state:
-    one-shot watchers are stopped by libev itself, and the drainer calls
-    `fired()` for each event to bring the flag (and the ref count) in line.
+    one-shot watchers are stopped by libev itself, and the drainer claims
+    each item (`Loop.claim`) to bring the flag (and the ref count) in line.
+    `libev_active` reads libev's own state, for tests and diagnostics.
     """
 
-    __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "oneshot", "__weakref__")
+    __slots__ = ("loop", "token", "_w", "callback", "active", "_unref", "oneshot", "_armed", "__weakref__")
     _ctype = ""
+    # libev's stop function for this kind of watcher, for close().
+    _cstop: Callable[[Any, Any], None]
     # oneshot: libev stops the watcher itself when it fires (io: our C
     # callback does; timers without repeat: libev does). The drainer then
     # only clears `active` (and re-refs an unref'd watcher), inline.
@@ -176,8 +212,13 @@ class Watcher:
         self.active = False
         self._unref = False
         self.oneshot = False
+        # The loop iteration of the last arm: items of that iteration or an
+        # earlier one predate the arm and are stale.
+        self._armed = -1
 
     def _started(self) -> None:
+        # The caller stamps `_armed`, in its own code: a line shared by all
+        # watcher types would see several types and run unspecialized.
         self.active = True
         # Registered until close(): the map keeps the C struct alive while
         # libev may still write to it or have its token queued.
@@ -195,11 +236,10 @@ class Watcher:
             lib.ev_ref(self.loop._ptr)
         return True
 
-    def fired(self) -> None:
-        """Called by the drainer for each event: a one-shot watcher was
-        already stopped by libev."""
-        if self.oneshot:
-            self._stopping()
+    @property
+    def libev_active(self) -> bool:
+        """Whether libev itself holds the watcher (read from its struct)."""
+        return bool(self._w.active)
 
     def unref(self) -> None:
         """Don't let this watcher keep the loop alive (call before start)."""
@@ -210,8 +250,13 @@ class Watcher:
 
     def close(self) -> None:
         """Stop and forget the watcher; its token will never fire again."""
-        if self.loop._ptr is not None:
-            self.stop()
+        ptr = self.loop._ptr
+        if ptr is not None:
+            self._stopping()
+            # Always, whatever the flag says: libev's stop is a no-op on a
+            # stopped watcher (and drops a pending event), and the struct
+            # may be freed as soon as the caller lets go of this object.
+            self._cstop(ptr, self._w)
         self.active = False
         self.loop.watchers.pop(self.token, None)
         self.callback = None
@@ -224,6 +269,7 @@ class Io(Watcher):
 
     __slots__ = ("fd", "events", "waiter")
     _ctype = "ev_io *"
+    _cstop = lib.ev_io_stop
 
     def __init__(self, loop: Loop, fd: int, events: int = READ) -> None:
         super().__init__(loop, lib.evp_io_init)
@@ -235,7 +281,11 @@ class Io(Watcher):
     def start(self, events: int | None = None) -> None:
         if events is not None:
             self.events = events
-        lib.evp_io_arm(self.loop._ptr, self._w, self.fd, self.events)
+        loop = self.loop
+        lib.evp_io_arm(loop._ptr, self._w, self.fd, self.events)
+        # On every arm, even with `active` already set: libev may have
+        # stopped the watcher in this batch, whose item for it is now stale.
+        self._armed = loop.iteration
         if not self.active:
             self._started()
 
@@ -254,6 +304,7 @@ class Io(Watcher):
         self.fd = fd
         self.events = events
         self.active = True
+        self._armed = self.loop.iteration
         watchers[token] = self
 
 
@@ -262,6 +313,7 @@ class Timer(Watcher):
 
     __slots__ = ("after", "repeat")
     _ctype = "ev_timer *"
+    _cstop = lib.ev_timer_stop
 
     def __init__(self, loop: Loop, after: float = 0.0, repeat: float = 0.0) -> None:
         super().__init__(loop, lib.evp_timer_init)
@@ -274,7 +326,9 @@ class Timer(Watcher):
         if repeat is not None:
             self.repeat = repeat
         self.oneshot = not self.repeat
-        lib.evp_timer_arm(self.loop._ptr, self._w, self.after, self.repeat)
+        loop = self.loop
+        lib.evp_timer_arm(loop._ptr, self._w, self.after, self.repeat)
+        self._armed = loop.iteration  # as in Io.start
         if not self.active:
             self._started()
 
@@ -284,8 +338,10 @@ class Timer(Watcher):
         if repeat is not None:
             self.repeat = repeat
         self.oneshot = not self.repeat
-        lib.evp_timer_again(self.loop._ptr, self._w, self.repeat)
+        loop = self.loop
+        lib.evp_timer_again(loop._ptr, self._w, self.repeat)
         if self.repeat:
+            self._armed = loop.iteration  # as in Io.start
             if not self.active:
                 self._started()
         else:
@@ -304,6 +360,7 @@ class Async(Watcher):
 
     __slots__ = ()
     _ctype = "ev_async *"
+    _cstop = lib.ev_async_stop
 
     def __init__(self, loop: Loop) -> None:
         super().__init__(loop, lib.evp_async_init)
@@ -311,6 +368,7 @@ class Async(Watcher):
     def start(self) -> None:
         if not self.active:
             lib.ev_async_start(self.loop._ptr, self._w)
+            self._armed = self.loop.iteration
             self._started()
 
     def send(self) -> None:
@@ -330,6 +388,7 @@ def _simple(name: str, init: Any, start: Any, stop: Any) -> type[Watcher]:
     def start_(self: Watcher) -> None:
         if not self.active:
             start(self.loop._ptr, self._w)
+            self._armed = self.loop.iteration
             self._started()
 
     def stop_(self: Watcher) -> None:
@@ -337,7 +396,7 @@ def _simple(name: str, init: Any, start: Any, stop: Any) -> type[Watcher]:
             stop(self.loop._ptr, self._w)
 
     return type(name, (Watcher,), {
-        "__slots__": (), "_ctype": f"ev_{name.lower()} *", "__init__": __init__,
+        "__slots__": (), "_ctype": f"ev_{name.lower()} *", "_cstop": stop, "__init__": __init__,
         "start": start_, "stop": stop_, "__doc__": f"libev ev_{name.lower()} watcher.",
     })
 
