@@ -21,8 +21,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -269,3 +270,25 @@ class Script:
             self.proc.communicate(timeout=5)
         except Exception:
             pass
+
+
+def run_in_thread(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Run `fn` in a new thread (it gets a hub of its own) and return its
+    result; what it raises is raised here, and a thread still running after
+    `timeout` seconds is a failure, not something a test can miss."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"{getattr(fn, '__name__', fn)} still running after {timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

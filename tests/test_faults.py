@@ -78,7 +78,7 @@ def busy_greenlets(srv: ServerThread) -> int:
     """Live greenlets, not counting the server's parked free workers (a
     bounded cache that grows with the peak of concurrent requests)."""
     gc.collect()
-    return live_greenlets() - srv.call(lambda: len(srv.server._free))
+    return live_greenlets() - srv.call(lambda: srv.server.idle_workers)
 
 
 class Snapshot:
@@ -535,7 +535,7 @@ def test_client_disconnecting_logs_no_error_and_leaks_no_fd_connection_or_greenl
 def test_parked_worker_greenlets_keep_no_closed_connection_alive():
     """A worker back in the free list must not hold the connection it served
     (greenlet keeps the arguments a greenlet was started with)."""
-    from lichen.wsgi.connection import Connection
+    from lichen.channel import Channel
 
     with ServerThread(_body_reader) as srv:
         clients = [srv.connect() for _ in range(5)]
@@ -547,34 +547,33 @@ def test_parked_worker_greenlets_keep_no_closed_connection_alive():
             assert c.read_response().body == b"abcd"
             c.close()
         settle(srv)
-        assert srv.call(lambda: len(srv.server._free)) >= 2
+        assert srv.call(lambda: srv.server.idle_workers) >= 2
         gc.collect()
-        assert [o for o in gc.get_objects() if isinstance(o, Connection)] == []
+        assert [o for o in gc.get_objects() if isinstance(o, Channel)] == []
 
 
 # Interrupts (a signal handler raising KeyboardInterrupt lands anywhere) -------------------
 class _Counted:
-    """The part of a server that Connection.close() reports to."""
+    """The part of a server that Channel.close() reports to."""
 
     def __init__(self) -> None:
         self.idle: dict = {}
         self.closed: list = []
-        self.proxy_allow = None
 
-    def connection_closed(self, conn) -> None:
+    def channel_closed(self, conn) -> None:
         self.closed.append(conn)
 
 
 def test_connection_closing_interrupted_by_keyboard_interrupt_still_releases_its_slot():
     from types import SimpleNamespace
 
-    from lichen.wsgi.connection import Connection
+    from lichen.channel import Channel
 
     def interrupted_close():
         raise KeyboardInterrupt
 
     server = _Counted()
-    conn = Connection(server, SimpleNamespace(encrypted=False, close=interrupted_close), ("127.0.0.1", 1))
+    conn = Channel(server, SimpleNamespace(encrypted=False, close=interrupted_close), ("127.0.0.1", 1), True)
     with pytest.raises(KeyboardInterrupt):
         conn.close()
     assert server.closed == [conn] and conn.closed
@@ -586,7 +585,8 @@ class _QueuedConnection:
     def __init__(self, served: list, exc: BaseException | None = None) -> None:
         self.closed = False
         self.worker = None
-        self.addr = ("127.0.0.1", 1)
+        self.preamble_done = True
+        self.peer = ("127.0.0.1", 1)
         self._served = served
         self._exc = exc
 
@@ -603,21 +603,22 @@ def test_queue_after_a_worker_killed_by_keyboard_interrupt_is_still_served():
     from lichen.wsgi import WSGIServer
 
     server = WSGIServer(("127.0.0.1", 0), hello_app)
+    server.protocol = lambda channel: channel.serve()
     served: list = []
     first = _QueuedConnection(served, KeyboardInterrupt())
     rest = [_QueuedConnection(served) for _ in range(3)]
     try:
         for conn in [first, *rest]:
-            server.dispatch(conn)
+            server.ready(conn)
         with pytest.raises(KeyboardInterrupt):  # reaches the main greenlet
             lhub.sleep(0.01)
         lhub.sleep(0.01)
         assert first.closed and served == rest
     finally:
-        parked = list(server._free)
+        parked = server.idle_workers
         server.close()
         lhub.sleep(0.01)
-    assert parked and all(g.dead for g in parked)  # close() ends the parked workers
+    assert parked and server.idle_workers == 0  # close() ends the parked workers
 
 
 # A flood of bad requests -------------------------------------------------------------------

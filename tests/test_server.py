@@ -23,6 +23,7 @@ from lichen.server import StreamServer, make_listener, parse_address
 from lichen.settings import SettingError
 from lichen.sync import Pool
 from lichen.wsgi import WSGIServer
+from helpers import run_in_thread
 from wsgi_helpers import Client, ServerThread, get, hello_app
 
 
@@ -161,9 +162,7 @@ def test_context_manager_starts_and_stops_the_server():
             lhub.sleep(0.01)
         result["closed"] = server.closed
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(10)
+    run_in_thread(run)
     assert result["started"] and result["closed"]
     result["sock"].close()
     with pytest.raises(ConnectionRefusedError):
@@ -201,9 +200,7 @@ def test_serve_forever_returns_after_stop_from_another_greenlet():
         result["elapsed"] = time.monotonic() - t0
         result["closed"] = server.closed
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(10)
+    run_in_thread(run)
     assert result["closed"] and result["elapsed"] < 2
 
 
@@ -211,15 +208,27 @@ def test_stop_twice_and_close_are_harmless():
     def run():
         server = WSGIServer(("127.0.0.1", 0), hello_app)
         server.start()
+        port = server.server_port
         server.stop(0)
         server.stop(0)
         server.close()
-        with pytest.raises(RuntimeError):
-            server.start()  # a closed server is not restarted
+        return server.closed, server.started, port
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(10)
+    closed, started, port = run_in_thread(run)
+    assert closed and not started
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_a_closed_server_is_not_restarted():
+    def run():
+        server = WSGIServer(("127.0.0.1", 0), hello_app)
+        server.start()
+        server.close()
+        server.start()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        run_in_thread(run)
 
 
 def test_unknown_setting_is_rejected_with_its_name():

@@ -332,11 +332,11 @@ def test_file_wrapper_with_a_real_file_uses_sendfile_and_delivers_exact_bytes(da
 
 
 def test_file_wrapper_head_and_file_start_leave_together(data_file, sendfile_calls, monkeypatch):
-    from lichen.wsgi import connection as wsgi_connection
+    from lichen.wsgi import exchange as wsgi_exchange
 
     sends = []
-    orig = wsgi_connection.Connection.sendall
-    monkeypatch.setattr(wsgi_connection.Connection, "sendall", lambda self, d: (sends.append(d), orig(self, d))[1])
+    orig = wsgi_exchange.Exchange.sendall
+    monkeypatch.setattr(wsgi_exchange.Exchange, "sendall", lambda self, d: (sends.append(d), orig(self, d))[1])
     path, data = data_file
     with serve(file_app(path)) as srv:
         assert srv.request(get("/")).body == data

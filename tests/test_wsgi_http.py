@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lichen.wsgi import connection as wsgi_connection
+from lichen.wsgi import exchange as wsgi_exchange
 from wsgi_helpers import Client, ServerThread, echo_app, get, streaming_app
 
 LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_field_size=1024, max_body=10000)
@@ -428,15 +428,15 @@ def test_server_header_can_be_turned_off():
 
 @pytest.fixture
 def sends(monkeypatch):
-    """Every Connection.sendall payload, in order."""
+    """Every Exchange.sendall payload, in order."""
     calls: list[bytes] = []
-    orig = wsgi_connection.Connection.sendall
+    orig = wsgi_exchange.Exchange.sendall
 
     def sendall(self, data):
         calls.append(bytes(data))
         return orig(self, data)
 
-    monkeypatch.setattr(wsgi_connection.Connection, "sendall", sendall)
+    monkeypatch.setattr(wsgi_exchange.Exchange, "sendall", sendall)
     return calls
 
 

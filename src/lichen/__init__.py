@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
 
         return Settings
     if name == "blocking":
-        from lichen.offload import blocking
+        from lichen.wsgi.offload import blocking
 
         return blocking
     if name == "serve_in_thread":

@@ -1,12 +1,19 @@
-# lichen.server: StreamServer — listening sockets, the accept loop, the
-# connection cap and graceful stop. It knows nothing about HTTP.
+# lichen.server: StreamServer, the owner of every connection below the
+# protocol: listening sockets, the accept loop, the connection cap, the
+# PROXY preamble and the TLS handshake, idle connections parked on their read
+# watchers and swept when they stay idle, dispatch of ready connections to
+# worker greenlets, lingering close and graceful stop. It knows nothing of
+# HTTP: a protocol is one callable, `protocol(channel)`, run in a worker each
+# time a connection is ready, which returns after parking or closing it.
 #
 # Strategy: one accept greenlet per listening socket accepts until EAGAIN and
 # waits on the listener's read watcher. At the connection cap it waits on an
 # Event instead of accepting (no busy loop); on EMFILE/ENFILE it logs once per
-# episode and backs off exponentially. Each accepted connection goes to
-# `handle_connection`, which subclasses override (WSGIServer serves idle
-# keep-alive connections without a greenlet); the default spawns `handle`.
+# episode and backs off exponentially. Connections that become ready in one
+# loop iteration go to one worker greenlet in turn (lichen.hub's work queue),
+# so a busy server switches once per iteration, not once per request. The
+# idle sweep is one timer over a dict kept in idle order. gevent's style,
+# `handle(sock, address)` run to the end in a greenlet, is a protocol too.
 from __future__ import annotations
 
 import errno
@@ -14,16 +21,27 @@ import logging
 import os
 import socket as _stdlib
 import ssl as _ssl
+import time
 from typing import Any, Callable
 
 from lichen import socket as lsocket
-from lichen.hub import Greenlet, get_hub, sleep, spawn
+from lichen.channel import Channel
+from greenlet import greenlet
+
+from lichen.hub import Greenlet, GreenletExit, getcurrent, get_hub, sleep, spawn, throw_if_alive
+from lichen.loop import Timer
+from lichen.preamble import read_proxy_header
+from lichen.proxy import AllowList, ProxyProtocolError
 from lichen.settings import Settings, build
 from lichen.sync import Event, Pool
 
-__all__ = ["StreamServer", "parse_address", "make_listener"]
+__all__ = ["StreamServer", "Channel", "parse_address", "make_listener", "RECV_SIZE"]
 
 log = logging.getLogger("lichen.error")
+RECV_SIZE = 65536
+# stop(): a connection accepted just before it usually sends its first bytes
+# within microseconds; it gets this long before it is cut.
+FRESH_GRACE = 1.0
 
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_TRANSIENT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.ENETDOWN,
@@ -119,13 +137,16 @@ def _is_stale_unix_socket(path: str) -> bool:
 
 
 class StreamServer:
-    """A TCP/unix stream server: `handle(sock, address)` runs in a greenlet
-    for each connection, with a cooperative `lichen.socket.socket`.
+    """A TCP/unix stream server; what to do with a ready connection is the
+    `protocol`.
 
     `listener` is `(host, port)` (`''` = all interfaces, IPv4 and IPv6 where
     available), `'host:port'`, `'[::1]:port'`, `'unix:/path'`, a bound socket,
-    or a list of those. `spawn` is 'default' (unbounded greenlets, capped by
-    the `max_connections` setting), a `Pool`, or an int (pool size)."""
+    or a list of those. Without a protocol of its own the server runs
+    `handle(sock, address)` (pass `handle=` or override it) to the end for
+    each connection, in a greenlet, with a cooperative socket, as gevent's
+    StreamServer does. `spawn` is 'default' (capped by the `max_connections`
+    setting), a `Pool`, or an int: the cap."""
 
     def __init__(self, listener: Any, handle: Callable[..., Any] | None = None, backlog: int | None = None,
                  spawn: Any = "default", *, ssl_context: _ssl.SSLContext | None = None,
@@ -140,23 +161,32 @@ class StreamServer:
                 changes.setdefault("max_connections", spawn.size)
         elif isinstance(spawn, int) and not isinstance(spawn, bool):
             changes.setdefault("max_connections", spawn)
-            spawn = Pool(spawn)
         elif spawn not in ("default", None):
             raise TypeError(f"spawn must be 'default', a Pool or an int, not {spawn!r}")
         self.settings = build(settings, **changes)
-        self._pool: Pool | None = spawn if isinstance(spawn, Pool) else None
         if handle is not None:
             self.handle = handle  # type: ignore[method-assign]
         if ssl_context is None and certfile:
             ssl_context = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(certfile, keyfile)
         self.ssl_context = ssl_context
+        st = self.settings
+        self.proxy_allow = AllowList(st.proxy_allow_ips) if st.proxy_protocol else None
+        self.protocol: Callable[[Channel], None] = self._run_handle
         self._listener_specs = listener if isinstance(listener, list) else [listener]
         self.sockets: list[_stdlib.socket] = []
         self._acceptors: list[Greenlet] = []
         self._lsocks: list[lsocket.socket] = []
-        self.connections: set[Any] = set()
+        self.connections: set[Channel] = set()
+        self.idle: dict[Channel, float] = {}  # parked channels, oldest first
+        # Protocols read into this buffer and copy out only what they keep
+        # (no 64 KiB allocation per read); used by this server's hub thread.
+        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
+        self._hub = get_hub()
+        self._queue = _WorkQueue(self._serve)
+        self._sweeper: Timer | None = None
         self._slot_free = Event()
+        self._drained = Event()
         self._stopped_event = Event()
         self.started = False
         self.closed = False
@@ -199,6 +229,11 @@ class StreamServer:
             lsock = lsocket.socket(sock=sock)
             self._lsocks.append(lsock)
             self._acceptors.append(spawn(self._accept_loop, lsock))
+        period = min(1.0, max(self.settings.keepalive_timeout / 4, 0.05))
+        self._sweeper = Timer(self._hub.loop)
+        self._sweeper.unref()  # the sweep alone must not keep the loop alive
+        self._sweeper.callback = self._sweep_idle
+        self._sweeper.start(period, period)
 
     def serve_forever(self, stop_timeout: float | None = None) -> None:
         """Start (if needed) and block this greenlet until stop() is called."""
@@ -211,9 +246,9 @@ class StreamServer:
                 self.stop(stop_timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop accepting at once, then let connections finish for up to
-        `timeout` seconds (default: the graceful_timeout setting) before they
-        are closed."""
+        """Stop accepting at once, close idle connections, let busy ones
+        finish for up to `timeout` seconds (default: the graceful_timeout
+        setting), then close the rest."""
         if not self.started and self.closed:
             return
         if timeout is None:
@@ -221,13 +256,28 @@ class StreamServer:
         self.stopping = True
         self._close_listeners()
         self.started = False
-        self.close_idle_and_drain(timeout)
+        self._drain_connections(timeout)
         self.closed = True
         self._stopped_event.set()
 
     def close(self) -> None:
         """Stop accepting and close every connection now."""
         self.stop(0)
+
+    def __enter__(self) -> StreamServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def now(self) -> float:
+        """The clock of deadlines and idle times (time.monotonic)."""
+        return time.monotonic()
+
+    def log_error(self, msg: str, *args: Any, level: int = logging.ERROR) -> None:
+        """Log a line about a connection (subclasses send it elsewhere)."""
+        log.log(level, msg, *args)
 
     def _close_listeners(self) -> None:
         for g in self._acceptors:
@@ -250,25 +300,36 @@ class StreamServer:
                     pass
         self.sockets = []
 
-    def close_idle_and_drain(self, timeout: float) -> None:
-        """Subclasses close idle connections at once and wait for busy ones;
-        the base server waits for its handler greenlets, then kills them."""
-        deadline = get_hub().loop.now() + timeout
-        for conn in list(self.connections):
-            if isinstance(conn, Greenlet):
-                left = deadline - get_hub().loop.now()
-                if left > 0:
-                    conn.join(left)
-        for conn in list(self.connections):
-            if isinstance(conn, Greenlet):
-                conn.kill(block=False)
+    def _drain_connections(self, timeout: float) -> None:
+        if self._sweeper is not None:
+            self._sweeper.close()
+            self._sweeper = None
+        deadline = self.now() + timeout
+        fresh_until = self.now() + min(timeout, FRESH_GRACE)
+        self._close_idle(keep_fresh=True)
+        while self.connections:
+            left = deadline - self.now()
+            if left <= 0:
+                break
+            self._drained.clear()
+            self._drained.wait(min(left, 0.05))
+            self._close_idle(keep_fresh=self.now() < fresh_until)
+        cur = getcurrent()
+        for channel in list(self.connections):
+            worker = channel.worker
+            channel.close()
+            if worker is not None and worker is not cur and not worker.dead:
+                self._hub.run_callback(throw_if_alive, worker, GreenletExit())
+        self._queue.close()
 
-    def __enter__(self) -> StreamServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _close_idle(self, keep_fresh: bool) -> None:
+        """Close parked connections, except those with work on its way: one
+        whose client already sent more, and (while `keep_fresh`) one that has
+        not started anything yet. Those are served like work in flight."""
+        for channel in list(self.idle):
+            if channel.busy or (keep_fresh and channel.fresh) or channel.has_pending_input():
+                continue
+            channel.close()
 
     # Addresses -------------------------------------------------------------
     @property
@@ -291,9 +352,7 @@ class StreamServer:
     # Accepting -------------------------------------------------------------
     def _accept_loop(self, lsock: lsocket.socket) -> None:
         raw = lsock.raw
-        accept = raw._accept  # type: ignore[attr-defined]
-        family, type_, proto = raw.family, raw.type, raw.proto
-        tcp = family in (_stdlib.AF_INET, _stdlib.AF_INET6)
+        tcp = raw.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
         backoff = 0.0
         cap = self.settings.max_connections
         while True:
@@ -302,9 +361,9 @@ class StreamServer:
                 self._slot_free.wait()
                 continue
             try:
-                fd, addr = accept()
+                sock, addr = raw.accept()
             except BlockingIOError:
-                lsock._wait_read()
+                lsock.wait_readable(None)
                 continue
             except OSError as e:
                 if e.errno in _FD_EXHAUSTED:
@@ -320,41 +379,129 @@ class StreamServer:
             if backoff:
                 log.warning("accept() works again; new connections are accepted")
                 backoff = 0.0
-            sock = _stdlib.socket(family, type_, proto, fileno=fd)
             sock.setblocking(False)
             if tcp:
                 sock.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NODELAY, 1)
-            if family == getattr(_stdlib, "AF_UNIX", None) or not addr:
-                addr = addr or ("", 0)
+            elif not addr:
+                addr = ("", 0)  # a unix-socket peer has no address
             try:
-                self.handle_connection(sock, addr)
+                self._open(sock, addr)
             except Exception:
                 log.exception("failed to start handling a connection from %s", addr)
                 sock.close()
 
-    def _release_slot(self, conn: Any) -> None:
-        self.connections.discard(conn)
-        self._slot_free.set()
+    def _open(self, sock: _stdlib.socket, peer: Any) -> None:
+        # TLS is set up by the preamble, after a PROXY header if one comes.
+        preamble = self.proxy_allow is not None or self.ssl_context is not None
+        channel = Channel(self, lsocket.socket(sock=sock), peer, not preamble)
+        self.connections.add(channel)
+        # Data usually follows the connect at once: read first, in a worker.
+        self._queue.put(channel)
 
-    def handle_connection(self, sock: _stdlib.socket, address: Any) -> None:
-        """Default: run `handle(cooperative_socket, address)` in a greenlet."""
-        csock: Any = lsocket.socket(sock=sock)
+    @property
+    def idle_workers(self) -> int:
+        """Worker greenlets parked, waiting for connections to serve."""
+        return self._queue.idle_workers
+
+    def ready(self, channel: Channel) -> None:
+        """Queue a channel whose client has sent something (a parked
+        channel's watcher calls this) for a worker greenlet."""
+        self._queue.put(channel)
+
+    def channel_closed(self, channel: Channel) -> None:
+        """Take a closed channel off the books (Channel.close calls it)."""
+        self.connections.discard(channel)
+        self._slot_free.set()
+        if not self.connections or self.stopping:
+            self._drained.set()
+
+    # Serving ---------------------------------------------------------------
+    def _serve(self, channel: Channel) -> None:
+        # Runs in a worker greenlet of the work queue.
+        if channel.closed:
+            return
+        me = getcurrent()
+        channel.worker = me
+        try:
+            if channel.preamble_done or self._preamble(channel):
+                self.protocol(channel)
+        except GreenletExit:
+            channel.close()
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            channel.close()
+            raise
+        except BaseException:
+            log.exception("connection handler failed for %s", channel.peer)
+            channel.close()
+        finally:
+            if channel.worker is me:
+                channel.worker = None
+
+    def _preamble(self, channel: Channel) -> bool:
+        """Once per connection, by one deadline from accept: the PROXY
+        protocol header (its client address replaces the peer's), then the
+        TLS handshake. False (and the channel closed) when either fails."""
+        st = self.settings
+        deadline = channel.opened + st.header_timeout
+        if self.proxy_allow is not None:
+            peer = channel.peer[0] if isinstance(channel.peer, tuple) else ""
+            if peer not in self.proxy_allow:  # AllowList maps ::ffff:a.b.c.d itself
+                return self._refuse(channel, "not allowed to send a PROXY protocol header", logging.WARNING)
+            try:
+                source, _dest = read_proxy_header(channel.sock, deadline)
+            except ProxyProtocolError as e:
+                return self._refuse(channel, str(e), logging.WARNING)
+            except TimeoutError:
+                return self._refuse(channel, f"no complete PROXY protocol header within {st.header_timeout:.1f} s",
+                                    logging.INFO)
+            except OSError:  # closed, reset, or closed under us by stop()
+                channel.close()
+                return False
+            if source is not None:
+                channel.peer = source
         if self.ssl_context is not None:
             from lichen.tls import wrap_socket
 
-            csock = wrap_socket(csock, self.ssl_context, server_side=True, do_handshake_on_connect=False)
-        if self._pool is not None:
-            g = self._pool.spawn(self._run_handle, csock, address)
-        else:
-            g = spawn(self._run_handle, csock, address)
-        self.connections.add(g)
-        g.link(self._release_slot)
+            channel.sock = wrap_socket(channel.sock, self.ssl_context, server_side=True,
+                                       do_handshake_on_connect=False)
+            channel.encrypted = True
+            try:
+                channel.sock.handshake_by(deadline)
+            except TimeoutError:
+                return self._refuse(channel, f"TLS handshake not complete within {st.header_timeout:.1f} s",
+                                    logging.INFO)
+            except OSError as e:  # (ssl.SSLError is an OSError)
+                return self._refuse(channel, f"TLS handshake failed: {e}", logging.INFO)
+        channel.preamble_done = True
+        return True
 
-    def _run_handle(self, sock: Any, address: Any) -> None:
+    def _refuse(self, channel: Channel, why: str, level: int) -> bool:
+        self.log_error("closing %s: %s", peer_text(channel.peer), why, level=level)
+        channel.close()
+        return False
+
+    def _sweep_idle(self, _flags: int) -> None:
+        idle = self.idle
+        if not idle:
+            return
+        limit = self.now() - self.settings.keepalive_timeout
+        expired = []
+        for channel, since in idle.items():  # oldest first (insertion order)
+            if since > limit:
+                break
+            if not channel.busy:  # (woken and queued: what it sent decides)
+                expired.append(channel)
+        for channel in expired:
+            channel.close()
+
+    def _run_handle(self, channel: Channel) -> None:
+        """The protocol of a server without one: `handle(sock, address)`
+        runs to its end, then the connection closes."""
         try:
-            self.handle(sock, address)
+            self.handle(channel.sock, channel.peer)
         finally:
-            sock.close()
+            channel.close()
 
     def handle(self, sock: Any, address: Any) -> None:  # pragma: no cover - replaced by the user
         raise NotImplementedError("pass handle= to StreamServer or override handle()")
@@ -364,3 +511,76 @@ class StreamServer:
         return f"<{type(self).__name__} {where!r} connections={len(self.connections)}>"
 
 
+def peer_text(addr: Any) -> str:
+    """A peer address for log lines: 'host:port', or what a unix peer has."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr) or "unix-socket peer"
+
+
+class _WorkQueue:
+    """Stand-in for lichen.hub.WorkQueue (same contract): items put in one
+    loop iteration are served in turn by one worker greenlet."""
+
+    def __init__(self, serve: Callable[[Any], None], max_idle: int = 128) -> None:
+        from collections import deque
+
+        self._serve_item = serve
+        self._items: Any = deque()
+        self._free: list[greenlet] = []
+        self._pending = False
+        self._closed = False
+        self._max_idle = max_idle
+        self._hub = get_hub()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        if not self._pending:
+            self._pending = True
+            self._hub.run_callback(self._drain)
+
+    @property
+    def idle_workers(self) -> int:
+        return len(self._free)
+
+    def close(self) -> None:
+        self._closed = True
+        free, self._free = self._free, []
+        for g in free:
+            self._hub.run_callback(g.switch, None)
+
+    def _drain(self) -> None:
+        self._pending = False
+        items = self._items
+        try:
+            while items:
+                free = self._free
+                g = free.pop() if free else greenlet(self._work, parent=self._hub.glet)
+                g.switch()
+        finally:
+            if items and not self._pending:
+                self._pending = True
+                self._hub.run_callback(self._drain)
+
+    def _work(self) -> None:
+        items = self._items
+        me = getcurrent()
+        hub_switch = self._hub.glet.switch
+        serve = self._serve_item
+        while True:
+            while items:
+                item = items.popleft()
+                try:
+                    serve(item)
+                except GreenletExit:
+                    return
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:
+                    log.exception("serving %r failed", item)
+                item = None  # a parked worker must not keep its last item alive
+            free = self._free
+            if len(free) >= self._max_idle or self._closed:
+                return
+            free.append(me)
+            hub_switch()

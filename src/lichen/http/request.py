@@ -291,17 +291,18 @@ class RequestParser:
         """True when the parser may go on with another connection: between
         messages, nothing buffered or queued, no error, and the last message
         allowed a next one."""
-        return (self._state == _IDLE and not self._events and self._error is None
-                and self._pos >= len(self._buf))
+        return self._state == _IDLE and not self._events and self._error is None and self._pos >= len(self._buf)
 
     @property
     def idle(self) -> bool:
-        """True when no partial message is buffered (between messages).
+        """True when no byte of a partial message is buffered (between
+        messages; a lone CR of an empty line counts as a byte).
 
         Complete messages whose events have not been drained yet do not
         count: they are not partial.
         """
-        return self._state == _IDLE or self._state == _CLOSED
+        state = self._state
+        return (state == _IDLE and self._pos >= len(self._buf)) or state == _CLOSED
 
     # -- errors ---------------------------------------------------------
 

@@ -121,7 +121,7 @@ class Response:
             raise ResponseStateError("the application did not call start_response before sending a body")
         return self.keep_alive and not (self.will_close is not None and self.will_close())
 
-    def _head(self, length: int | None, keep_alive: bool | None = None) -> bytes:
+    def head(self, length: int | None, keep_alive: bool | None = None) -> bytes:
         """The head; `length` is the whole body's length when known, and
         `keep_alive` what _keep_alive_now() said when the caller asked it."""
         if keep_alive is None:
@@ -147,7 +147,7 @@ class Response:
         if type(data) is not bytes:
             data = body_bytes(data)
         if not self.head_sent:
-            head = self._head(None)
+            head = self.head(None)
             out = head + self.framer.frame(data) if data else head
             self._send(out)
             self.bytes_sent += len(data)
@@ -174,7 +174,7 @@ class Response:
             self._send(data)
             self.bytes_sent += len(body)
             return
-        head = self._head(len(body), keep_alive)
+        head = self.head(len(body), keep_alive)
         framer = self.framer
         self._send(head + framer.frame(body) + framer.end() if body else head + framer.end())
         self.bytes_sent += len(body)

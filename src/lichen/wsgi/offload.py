@@ -1,4 +1,4 @@
-# lichen.offload: run blocking WSGI apps in OS threads, without patching.
+# lichen.wsgi.offload: run blocking WSGI apps in OS threads, without patching.
 #
 # Strategy: `blocking(app)` wraps an app so that each call runs in a worker
 # thread of a ThreadPool, while the socket I/O, parsing, keep-alive and idle

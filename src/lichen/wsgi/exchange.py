@@ -1,0 +1,309 @@
+# lichen.wsgi.exchange: one request and its response.
+#
+# Strategy: the driver makes an Exchange when it has a request head and drops
+# it when the response is done, so nothing of one request can leak into the
+# next. The exchange builds the environ (or takes the fast lane's), gives the
+# app a wsgi.input over the body (read from the parser's body events, or by
+# counting a Content-Length body straight from the socket), sends 100
+# Continue only when the app first reads, runs the app, writes its response
+# (one send for a whole list body, os.sendfile for a file), drains what the
+# app left unread, and says whether the connection may serve another request.
+# Every write goes through the channel's socket with the write timeout; a
+# client that went away is ClientGone, never an application error.
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from lichen.http import (CONTINUE_RESPONSE, LocalProtocolError, RemoteProtocolError, Request,
+                         build_simple_response)
+from lichen.proxy import ProxyHeaderError, apply_proxy_headers
+from lichen.server import RECV_SIZE, peer_text
+from lichen.wsgi.environ import request_environ
+from lichen.wsgi.input import EMPTY_INPUT, Input
+from lichen.wsgi.response import FileWrapper, Response, close_body
+
+__all__ = ["Exchange", "ClientGone", "LengthBody", "send", "reply_error", "reject", "recv_body"]
+
+log = logging.getLogger("lichen.error")
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+class ClientGone(ConnectionError):
+    """The client closed the connection, reset it, or stopped reading or
+    sending for longer than a timeout. Not an application error."""
+
+
+def send(channel: Any, data: bytes, write_timeout: float, flags: int = 0) -> None:
+    """Send everything on the channel or raise ClientGone (reset, closed,
+    write timeout: the client took nothing for `write_timeout` seconds)."""
+    try:
+        channel.sock.send_all_by(data, write_timeout, flags)
+    except TimeoutError as e:
+        raise ClientGone("client stopped reading (write timeout)") from e
+    except OSError as e:
+        raise ClientGone(f"send failed: {e}") from e
+
+
+def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False) -> None:
+    """Answer with a short error response (unless a head went out already)
+    and close, lingering: the client may still be sending."""
+    if not head_sent:
+        try:
+            send(channel, build_simple_response(status, message, date=server.date(),
+                                                server=server.server_header_bytes),
+                 server.settings.write_timeout)
+        except ClientGone:
+            channel.close()
+            return
+    channel.linger_close()
+
+
+def reject(server: Any, channel: Any, err: RemoteProtocolError, head_sent: bool = False) -> None:
+    """The client broke the protocol: a log line, err's status, close."""
+    server.log_error("bad request from %s: %s (%d)", peer_text(channel.peer), err, err.status,
+                     level=logging.INFO)
+    reply_error(server, channel, err.status, str(err), head_sent)
+
+
+class Exchange:
+    """One request on a channel, from its head to the end of its response."""
+
+    __slots__ = ("server", "channel", "request", "parser", "input", "response", "continue_sent",
+                 "undrainable")
+
+    def __init__(self, server: Any, channel: Any, request: Request, parser: Any = None) -> None:
+        self.server = server
+        self.channel = channel
+        self.request = request
+        self.parser = parser      # the source of body events (None: fast lane)
+        self.input: Input = EMPTY_INPUT
+        self.response: Response | None = None
+        self.continue_sent = False
+        self.undrainable: int | None = None  # a declared length over max_discard
+
+    @property
+    def body_unread(self) -> bool:
+        """Whether some of the request body is still in flight (the client
+        may be sending: close by lingering)."""
+        return not self.input.finished
+
+    def serve(self, env: dict | None = None, inp: Input | None = None, proxied: bool = False) -> bool:
+        """Run the app and write its response; returns whether the
+        connection may serve another request. From the fast lane, `env` is
+        already built, `inp` is the body's wsgi.input (else the parser's body
+        events feed one) and `proxied` says whether env holds proxy headers."""
+        srv = self.server
+        req = self.request
+        has_body = bool(req.chunked or req.content_length)
+        if has_body:
+            if inp is None:
+                inp = Input(self._next_body_chunk, False, self._send_continue if req.expect_continue else None)
+            length = req.content_length
+            if length and length > srv.settings.max_discard:
+                self.undrainable = length
+            self.input = inp
+        if env is None:
+            env = request_environ(srv.base_environ, self.channel.peer, req, self.input)
+            proxied = not srv.proxy_keys.isdisjoint(env)
+        elif has_body:
+            env["wsgi.input"] = inp
+        if proxied:
+            try:
+                apply_proxy_headers(env, srv.proxy_headers)
+            except ProxyHeaderError as e:
+                reject(srv, self.channel, RemoteProtocolError(f"proxy headers: {e}", 400))
+                return False
+        keep = req.keep_alive and srv.keepalive and not srv.stopping
+        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
+        resp.will_close = self._will_close
+        access = srv.access if srv.access_enabled else None
+        started = time.time() if access is not None else 0.0
+        ok = self._run_app(env, resp)
+        if has_body and ok:
+            ok = self._finish_body()
+        if access is not None:
+            access(env, resp, time.time() - started)
+        return ok and resp.keep_alive and not resp.must_close
+
+    # Writing ---------------------------------------------------------------
+    def sendall(self, data: bytes) -> None:
+        """Send everything or raise ClientGone."""
+        send(self.channel, data, self.server.settings.write_timeout)
+
+    def _send_continue(self) -> None:
+        resp = self.response
+        if resp is not None and not resp.head_sent and not self.continue_sent:
+            self.continue_sent = True
+            self.sendall(CONTINUE_RESPONSE)
+
+    def _will_close(self) -> bool:
+        """Asked when the response head is built: close after it? (The
+        server is stopping; the client still waits for a 100 Continue before
+        sending a body that will then never be read; or more of the body is
+        still unread than max_discard lets us drain.) Saying so in the head
+        beats a close the client did not expect."""
+        srv = self.server
+        if srv.stopping or (self.request.expect_continue and not self.continue_sent):
+            return True
+        length = self.undrainable
+        return length is not None and length - self.input.bytes_read > srv.settings.max_discard
+
+    def _run_app(self, env: dict, resp: Response) -> bool:
+        srv = self.server
+        result = None
+        try:
+            result = srv.application(env, resp.start_response)
+            if type(result) is list and not resp.head_sent and resp.status is not None:
+                resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
+            elif isinstance(result, FileWrapper) and not self.channel.encrypted and result.fileno() is not None:
+                self._send_file(resp, result)
+            else:
+                for data in result:
+                    if data:
+                        resp.write(data)
+                resp.finish()
+            return True
+        except ClientGone as e:
+            log.debug("client %s went away: %s", peer_text(self.channel.peer), e)
+            return False
+        except RemoteProtocolError as e:
+            # The app read a body that broke the protocol (e.g. over max_body).
+            if not resp.head_sent:
+                resp.status_code = e.status
+            reject(srv, self.channel, e, resp.head_sent)
+            return False
+        except LocalProtocolError as e:
+            srv.log_error("invalid response from the application for %s %s: %s", env.get("REQUEST_METHOD"),
+                          env.get("RAW_URI"), e)
+            self._app_failed(resp)
+            return False
+        except Exception:
+            log.exception("error in the WSGI application for %s %s (client %s)", env.get("REQUEST_METHOD"),
+                          env.get("RAW_URI"), peer_text(self.channel.peer))
+            self._app_failed(resp)
+            return False
+        finally:
+            if not close_body(result, "the application's"):
+                resp.keep_alive = False
+
+    def _app_failed(self, resp: Response) -> None:
+        if not resp.head_sent:
+            resp.status_code = 500
+            reply_error(self.server, self.channel, 500, "Internal Server Error")
+        # After the head went out nothing can be repaired: the driver closes,
+        # which tells the client the response is incomplete.
+
+    def _send_file(self, resp: Response, wrapper: FileWrapper) -> None:
+        """A regular file as the body: the head, then os.sendfile from the
+        file's position, so the kernel copies and Python never reads it."""
+        fd = wrapper.fileno()
+        assert fd is not None
+        try:
+            pos = wrapper.filelike.tell()
+        except (AttributeError, OSError):
+            pos = 0
+        size = max(os.fstat(fd).st_size - pos, 0)
+        head = resp.head(size)  # the app's own Content-Length wins in build_head
+        framer = resp.framer
+        try:
+            limit = framer.remaining
+        except LocalProtocolError:  # a framing that must see the bytes
+            self.sendall(head)
+            for data in wrapper:
+                resp.write(data)
+            resp.finish()
+            return
+        length = size if limit is None else min(limit, size)
+        if not length:
+            self.sendall(head)
+            resp.finish()
+            return
+        # MSG_MORE: head and file data share segments despite TCP_NODELAY.
+        send(self.channel, head, self.server.settings.write_timeout, _MSG_MORE)
+        try:
+            sent = self.channel.sock.sendfile_by(fd, pos, length, self.server.settings.write_timeout)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"sendfile failed: {e}") from e
+        framer.advance(sent)
+        resp.bytes_sent += sent
+        resp.finish()  # a file that shrank leaves the framer short: must_close
+
+    # Reading the body --------------------------------------------------------
+    def _next_body_chunk(self) -> bytes:
+        parser = self.parser
+        timeout = self.server.settings.body_timeout
+        while True:
+            ev = parser.next_event()
+            if type(ev) is bytes:
+                return ev
+            if ev is not None:  # EndOfMessage (a next request's head cannot come before it)
+                return b""
+            data = recv_body(self.server, self.channel, timeout)
+            try:
+                parser.feed(data)
+            except RemoteProtocolError:
+                pass  # body bytes queued before the error come first; next_event() raises it
+
+    def _finish_body(self) -> bool:
+        """Drain what the app left unread so the next request parses; False
+        when the connection must close instead."""
+        inp = self.input
+        if inp.finished:
+            return True
+        if self.request.expect_continue and not self.continue_sent:
+            return False  # the client is still waiting for 100; don't invite the body
+        cap = self.server.settings.max_discard
+        drained = 0
+        try:
+            while True:
+                chunk = inp.read1(65536)
+                if not chunk:
+                    return True
+                drained += len(chunk)
+                if drained > cap:
+                    return False
+        except (ClientGone, RemoteProtocolError, OSError):
+            return False
+
+
+def recv_body(server: Any, channel: Any, timeout: float, size: int = RECV_SIZE) -> bytes:
+    """Up to `size` more bytes of a request body (the client may stay
+    silent for `timeout` seconds), or ClientGone."""
+    buf = server.recv_buffer
+    try:
+        data = bytes(buf[:channel.sock.recv_into_by(buf, time.monotonic() + timeout, size)])
+    except TimeoutError as e:
+        raise ClientGone(f"request body stalled for {timeout:.1f} s") from e
+    except OSError as e:  # closed under us (stop() at its deadline)
+        raise ClientGone(f"connection closed while reading the body: {e}") from e
+    if not data:
+        raise ClientGone("client closed the connection before the request body was complete")
+    return data
+
+
+class LengthBody:
+    """The rest of a Content-Length body after a fast-lane head: reads of
+    never more than what is left, so the socket keeps any pipelined next
+    request. (Bytes are only counted: there is no framing to parse in a
+    Content-Length body.)"""
+
+    __slots__ = ("server", "channel", "left")
+
+    def __init__(self, server: Any, channel: Any, left: int) -> None:
+        self.server = server
+        self.channel = channel
+        self.left = left  # still in the socket (or on its way)
+
+    def next_chunk(self) -> bytes:
+        left = self.left
+        if not left:
+            return b""
+        data = recv_body(self.server, self.channel, self.server.settings.body_timeout, min(left, RECV_SIZE))
+        self.left = left - len(data)
+        return data
