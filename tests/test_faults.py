@@ -563,6 +563,9 @@ class _Counted:
     def channel_closed(self, conn) -> None:
         self.closed.append(conn)
 
+    def ready(self, conn) -> None:
+        pass
+
 
 def test_connection_closing_interrupted_by_keyboard_interrupt_still_releases_its_slot():
     from types import SimpleNamespace

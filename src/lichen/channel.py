@@ -32,10 +32,11 @@ class Channel:
     until the protocol first calls `active()`."""
 
     __slots__ = ("server", "sock", "peer", "opened", "busy", "closed", "worker", "fresh", "encrypted",
-                 "preamble_done", "__weakref__")
+                 "preamble_done", "_ready", "__weakref__")
 
     def __init__(self, server: Any, sock: Any, peer: Any, preamble_done: bool) -> None:
         self.server = server
+        self._ready = server.ready  # (bound once: a parked channel's wake-up is a hot path)
         self.sock = sock
         self.peer = peer
         self.opened = time.monotonic()
@@ -60,7 +61,7 @@ class Channel:
         # Runs in the hub. The channel stays in the idle map until the
         # protocol calls active(): empty lines must not restart its clock.
         self.busy = True
-        self.server.ready(self)
+        self._ready(self)
 
     def active(self) -> None:
         """The client has started real work: stop the idle clock."""

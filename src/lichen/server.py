@@ -184,6 +184,9 @@ class StreamServer:
         self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self._hub = get_hub()
         self._queue = _WorkQueue(self._serve)
+        # ready(channel): queue a channel whose client has sent something (a
+        # parked channel's watcher calls it) for a worker greenlet.
+        self.ready: Callable[[Channel], None] = self._queue.put
         self._sweeper: Timer | None = None
         self._slot_free = Event()
         self._drained = Event()
@@ -402,11 +405,6 @@ class StreamServer:
     def idle_workers(self) -> int:
         """Worker greenlets parked, waiting for connections to serve."""
         return self._queue.idle_workers
-
-    def ready(self, channel: Channel) -> None:
-        """Queue a channel whose client has sent something (a parked
-        channel's watcher calls this) for a worker greenlet."""
-        self._queue.put(channel)
 
     def channel_closed(self, channel: Channel) -> None:
         """Take a closed channel off the books (Channel.close calls it)."""

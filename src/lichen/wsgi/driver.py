@@ -107,7 +107,8 @@ class Driver:
         """Bytes that are there, between requests (a view of the shared
         buffer, valid until this greenlet next yields); None when the
         channel was parked (nothing yet) or closed."""
-        buf = self.server.recv_buffer
+        srv = self.server
+        buf = srv.recv_buffer
         try:
             n = channel.sock.recv_into_nowait(buf)
         except OSError:
@@ -122,7 +123,10 @@ class Driver:
         data = buf[:n]
         first = data[0]
         if (first != 13 and first != 10) or _holds_request(data):
-            channel.active()  # empty lines alone do not stop the idle clock
+            # Channel.active(), inlined (once per request): empty lines alone
+            # do not stop the idle clock.
+            channel.fresh = False
+            srv.idle.pop(channel, None)
         return data
 
     def _read_head(self, channel: Any, deadline: float) -> Any:
@@ -176,8 +180,9 @@ class Driver:
                 own = True
             else:
                 data = b""
-            ex = Exchange(srv, channel, req)
-            if not self._done(channel, ex.serve(env, inp, proxied), bool(data) or ex.body_unread):
+            if Exchange(srv, channel, req).serve(env, inp, proxied) and not srv.stopping and not channel.closed:
+                srv.requests_served += 1  # (_done's common case, inlined: once per request)
+            elif not self._done(channel, False, bool(data) or (inp is not None and not inp.finished)):
                 return None
             if not data:
                 return b""

@@ -73,7 +73,7 @@ class Exchange:
     """One request on a channel, from its head to the end of its response."""
 
     __slots__ = ("server", "channel", "request", "parser", "input", "response", "continue_sent",
-                 "undrainable")
+                 "undrainable", "body_unread")
 
     def __init__(self, server: Any, channel: Any, request: Request, parser: Any = None) -> None:
         self.server = server
@@ -84,12 +84,9 @@ class Exchange:
         self.response: Response | None = None
         self.continue_sent = False
         self.undrainable: int | None = None  # a declared length over max_discard
-
-    @property
-    def body_unread(self) -> bool:
-        """Whether some of the request body is still in flight (the client
-        may be sending: close by lingering)."""
-        return not self.input.finished
+        # After serve(): whether some of the request body is still in flight
+        # (the client may be sending: close by lingering).
+        self.body_unread = False
 
     def serve(self, env: dict | None = None, inp: Input | None = None, proxied: bool = False) -> bool:
         """Run the app and write its response; returns whether the
@@ -120,19 +117,35 @@ class Exchange:
         keep = req.keep_alive and srv.keepalive and not srv.stopping
         resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
         resp.will_close = self._will_close
-        access = srv.access if srv.access_enabled else None
+        access = srv.access_log
+        if access is not None and not access.enabled:
+            access = None
         started = time.time() if access is not None else 0.0
-        ok = self._run_app(env, resp)
-        if has_body and ok:
-            ok = self._finish_body()
+        try:
+            ok = self._run_app(env, resp)
+            if has_body:
+                if ok:
+                    ok = self._finish_body()
+                self.body_unread = not self.input.finished
+        finally:
+            # The response and the input call back into this exchange: left
+            # in place, each request would leave a cycle for the collector.
+            self.response = None
+            self.input = EMPTY_INPUT
         if access is not None:
-            access(env, resp, time.time() - started)
+            srv.access(env, resp, time.time() - started)
         return ok and resp.keep_alive and not resp.must_close
 
     # Writing ---------------------------------------------------------------
     def sendall(self, data: bytes) -> None:
-        """Send everything or raise ClientGone."""
-        send(self.channel, data, self.server.settings.write_timeout)
+        """Send everything or raise ClientGone (the path of every response
+        byte: one call deep, hence not through send())."""
+        try:
+            self.channel.sock.send_all_by(data, self.server.settings.write_timeout)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"send failed: {e}") from e
 
     def _send_continue(self) -> None:
         resp = self.response

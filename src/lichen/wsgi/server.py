@@ -94,7 +94,8 @@ class WSGIServer(StreamServer):
         self.server_header_bytes = st.server_header.encode("latin-1") if st.server_header else None
         self.proxy_headers = ProxyHeaders.from_settings(st)
         self.proxy_keys = frozenset(self.proxy_headers.keys().values())  # a cheap "any present?" test
-        self._access = AccessLog(log, st.access_log_format) if log is not None else None
+        # None when log=None: then a request does not even ask whether to log.
+        self.access_log = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
         # The setter also builds fast_parse, the C fast lane for plain request
@@ -144,14 +145,10 @@ class WSGIServer(StreamServer):
             self._date = formatdate(second, usegmt=True).encode("ascii")
         return self._date
 
-    @property
-    def access_enabled(self) -> bool:
-        a = self._access
-        return a is not None and a.enabled
-
     def access(self, env: dict, resp: Any, elapsed: float) -> None:
+        """Write one access log line (a failure is logged, never raised)."""
         try:
-            self._access.log(env, resp, elapsed)  # type: ignore[union-attr]
+            self.access_log.log(env, resp, elapsed)  # type: ignore[union-attr]
         except Exception:
             error_log.exception("access log failed")
 
