@@ -9,6 +9,9 @@
 # blocked longer than --timeout is killed and replaced. Signals follow
 # gunicorn: TERM graceful, INT/QUIT fast, HUP reload, USR1 reopen logs, USR2
 # re-exec a new master on the same sockets, TTIN/TTOU add/remove a worker.
+# The master never loads the hub or libev: its imports (lichen.config,
+# lichen.listeners, lichen.process) need only the standard library, and
+# lichen.worker is imported in the forked child alone.
 from __future__ import annotations
 
 import logging
@@ -24,83 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from lichen.config import Config, load_config_file
-from lichen.server import make_listener, parse_address
+from lichen.listeners import ListenError, open_listeners
+from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, flush_logs, reopen_log_files, sd_notify
 
-__all__ = ["Arbiter", "make_listeners", "WORKER_BOOT_ERROR", "WORKER_RELOAD"]
+__all__ = ["Arbiter"]
 
 log = logging.getLogger("lichen.error")
 
-WORKER_BOOT_ERROR = 4   # the app could not be loaded: the master gives up
-WORKER_RELOAD = 3       # a source file changed (--reload): respawn at once
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
-
-
-def _bind_one(spec: str, cfg: Config, backlog: int) -> socket.socket:
-    if spec.startswith("fd://"):
-        try:
-            sock = socket.socket(fileno=int(spec[5:]))
-        except (ValueError, OSError) as e:
-            raise SystemExit(f"lichen: --bind {spec}: not a usable socket fd ({e})") from None
-        sock.setblocking(False)
-        return sock
-    if spec.startswith("tcp:"):  # twistd's strports: tcp:PORT[:interface=ADDR]
-        parts = spec[4:].split(":")
-        host = ""
-        for extra in parts[1:]:
-            key, _, val = extra.partition("=")
-            if key == "interface":
-                host = val
-        spec_t: Any = (host, int(parts[0]))
-        return make_listener(spec_t, backlog, cfg.reuse_port)
-    family, addr = parse_address(spec)
-    if family == getattr(socket, "AF_UNIX", None) and cfg.umask is not None:
-        old = os.umask(cfg.umask)
-        try:
-            return make_listener(spec, backlog)
-        finally:
-            os.umask(old)
-    return make_listener(spec, backlog, cfg.reuse_port)
-
-
-def make_listeners(cfg: Config, backlog: int) -> list[socket.socket]:
-    """Listeners from systemd socket activation, from a parent master
-    (USR2), or bound from --bind."""
-    env = os.environ
-    if env.get("LISTEN_PID") == str(os.getpid()) and env.get("LISTEN_FDS"):
-        n = int(env["LISTEN_FDS"])
-        socks = [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
-        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-            env.pop(key, None)
-    elif env.get("LICHEN_FDS"):
-        socks = [socket.socket(fileno=int(fd)) for fd in env.pop("LICHEN_FDS").split(",") if fd]
-    else:
-        socks = []
-        try:
-            for spec in cfg.binds:
-                socks.append(_bind_one(spec, cfg, backlog))
-        except OSError as e:
-            for s in socks:
-                s.close()
-            raise SystemExit(f"lichen: cannot listen on {spec}: {e.strerror or e}") from None
-    for s in socks:
-        s.setblocking(False)
-    return socks
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about our state, if it asked."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(path)
-            s.sendall(message.encode())
-    except OSError as e:
-        log.warning("sd_notify to %s failed: %s", path, e)
 
 
 @dataclass
@@ -137,7 +72,10 @@ class Arbiter:
         # Signals first: a TERM that arrives as soon as the port answers must
         # be a graceful stop, not the default action.
         self._install_signals()
-        self.sockets = make_listeners(self.cfg, self.settings.backlog)
+        try:
+            self.sockets = open_listeners(self.cfg.binds, self.settings.backlog, self.cfg.reuse_port, self.cfg.umask)
+        except ListenError as e:
+            raise SystemExit(f"lichen: {e}") from None
         for sock in self.sockets:
             addr = sock.getsockname()
             where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
@@ -274,7 +212,7 @@ class Arbiter:
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
-            _flush_logs()
+            flush_logs()
             os._exit(code)
 
     def reap(self) -> None:
@@ -446,30 +384,3 @@ def _touched(info: WorkerInfo) -> bool:
         return os.fstat(info.heartbeat.fileno()).st_size > 0
     except OSError:
         return False
-
-
-def _log_handlers() -> list[logging.Handler]:
-    """The handlers lichen's command line installs (root, access, error)."""
-    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]
-    return [h for logger in loggers for h in logger.handlers]
-
-
-def reopen_log_files() -> None:
-    for h in _log_handlers():
-        if isinstance(h, logging.FileHandler):
-            h.acquire()
-            try:
-                if h.stream:
-                    h.stream.close()
-                h.stream = h._open()
-            finally:
-                h.release()
-
-
-def _flush_logs() -> None:
-    for h in _log_handlers():
-        try:
-            h.flush()
-        except Exception:
-            pass
-

@@ -4,7 +4,9 @@
 # code), serves the listeners it inherited with one WSGIServer on its hub,
 # and proves it is alive by touching its heartbeat file from a hub timer: if
 # the loop blocks, the touches stop and the master kills the worker. Signals
-# only queue work for the hub: TERM stops gracefully, INT/QUIT quickly.
+# only queue work for the hub: TERM stops gracefully, INT/QUIT quickly. What
+# the worker shares with its master (exit codes, log files) comes from
+# lichen.process; the worker never imports the master's module.
 from __future__ import annotations
 
 import logging
@@ -17,6 +19,7 @@ from lichen.apploader import AppLoadError, load_app
 from lichen.config import Config
 from lichen.hub import get_hub, spawn
 from lichen.loop import Timer
+from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, reopen_log_files
 from lichen.sync import Event
 
 __all__ = ["run_worker", "build_server"]
@@ -43,8 +46,6 @@ def _load(cfg: Config) -> Any:
 
 def run_worker(cfg: Config, listeners: list[Any], heartbeat: Any, age: int, max_requests: int) -> int:
     """Serve until told to stop; returns the process exit code."""
-    from lichen.arbiter import WORKER_BOOT_ERROR, WORKER_RELOAD, reopen_log_files
-
     try:
         app = _load(cfg)
     except AppLoadError as e:
