@@ -26,9 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lichen.config import Config, load_config_file
+from lichen.config import Config, ConfigError
 from lichen.listeners import ListenError, open_listeners
 from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, flush_logs, reopen_log_files, sd_notify
+from lichen.settings import CommandSettings
 
 __all__ = ["Arbiter"]
 
@@ -54,12 +55,11 @@ class Arbiter:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.settings = cfg.settings()
         self.workers: dict[int, WorkerInfo] = {}
         self.sockets: list[socket.socket] = []
         self.generation = 0
         self.age = 0
-        self.target = cfg.workers
+        self.target = cfg.settings.workers
         self._signals: list[int] = []
         self._pipe: tuple[int, int] | None = None
         self._fail_times: list[float] = []
@@ -67,13 +67,19 @@ class Arbiter:
         self.exit_code = 0
         self.reexec_pid = 0
 
+    @property
+    def settings(self) -> CommandSettings:
+        """The settings in force (HUP may read new ones)."""
+        return self.cfg.settings
+
     # Setup ----------------------------------------------------------------
     def run(self) -> int:
         # Signals first: a TERM that arrives as soon as the port answers must
         # be a graceful stop, not the default action.
         self._install_signals()
+        st = self.settings
         try:
-            self.sockets = open_listeners(self.cfg.binds, self.settings.backlog, self.cfg.reuse_port, self.cfg.umask)
+            self.sockets = open_listeners(st.bind, st.backlog, st.reuse_port, st.umask)
         except ListenError as e:
             raise SystemExit(f"lichen: {e}") from None
         for sock in self.sockets:
@@ -90,7 +96,7 @@ class Arbiter:
         return self.exit_code
 
     def _write_pidfile(self) -> None:
-        path = self.cfg.pidfile
+        path = self.settings.pidfile
         if path:
             with open(path, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -136,7 +142,7 @@ class Arbiter:
         """Returns True when the master must stop."""
         name = signal.Signals(sig).name
         if sig == signal.SIGTERM:
-            log.info("SIGTERM: graceful stop (up to %.0f s)", self.cfg.graceful_timeout)
+            log.info("SIGTERM: graceful stop (up to %.0f s)", self.settings.graceful_timeout)
             self.stop(graceful=True)
             return True
         if sig in (signal.SIGINT, signal.SIGQUIT):
@@ -179,9 +185,9 @@ class Arbiter:
     def spawn_worker(self) -> None:
         self.age += 1
         hb = tempfile.TemporaryFile(prefix="lichen-hb-")
-        max_requests = self.cfg.max_requests
-        if max_requests and self.cfg.max_requests_jitter:
-            max_requests += random.randint(0, self.cfg.max_requests_jitter)
+        max_requests = self.settings.max_requests
+        if max_requests and self.settings.max_requests_jitter:
+            max_requests += random.randint(0, self.settings.max_requests_jitter)
         # Signals stay blocked across fork: in the child, until its handlers
         # are reset, the master's handler would swallow a TERM meant for it.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -249,7 +255,7 @@ class Arbiter:
                 log.info("worker %d exited; starting a new one", pid)
 
     def check_heartbeats(self) -> None:
-        timeout = self.cfg.timeout
+        timeout = self.settings.timeout
         now = time.time()
         for info in list(self.workers.values()):
             try:
@@ -285,11 +291,16 @@ class Arbiter:
     def reload(self) -> None:
         log.info("SIGHUP: reloading (new workers first, then the old ones retire)")
         if self.cfg.config_file:
+            # Read every source again, so the command line still wins over the file.
             try:
-                self.cfg.values.update(load_config_file(self.cfg.config_file))
-                self.target = self.cfg.workers
-            except Exception as e:
+                cfg = self.cfg.reread()
+            except ConfigError as e:
                 log.error("config reload failed, keeping the old configuration: %s", e)
+            else:
+                if cfg.settings.bind != self.settings.bind:
+                    log.warning("SIGHUP: bind changed; the listeners stay as they are until a restart or USR2")
+                self.cfg = cfg
+                self.target = cfg.settings.workers
         self.generation += 1
         self.spawn_missing()
 
@@ -311,9 +322,9 @@ class Arbiter:
             finally:
                 os._exit(1)
         self.reexec_pid = pid
-        if self.cfg.pidfile:
+        if self.settings.pidfile:
             try:
-                os.rename(self.cfg.pidfile, self.cfg.pidfile + ".oldbin")
+                os.rename(self.settings.pidfile, self.settings.pidfile + ".oldbin")
             except OSError:
                 pass
         log.info("SIGUSR2: started new master %d; send this master (%d) TERM when it is up", pid, os.getpid())
@@ -337,7 +348,7 @@ class Arbiter:
             except OSError:
                 pass
         self._kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
-        limit = time.monotonic() + (self.cfg.graceful_timeout + 2 if graceful else 2.0)
+        limit = time.monotonic() + (self.settings.graceful_timeout + 2 if graceful else 2.0)
         while self.workers and time.monotonic() < limit:
             self.reap()
             time.sleep(0.05)
@@ -369,11 +380,11 @@ class Arbiter:
                     os.unlink(addr)
             except OSError:
                 pass
-        if self.cfg.pidfile:
+        if self.settings.pidfile:
             try:
-                with open(self.cfg.pidfile) as f:
+                with open(self.settings.pidfile) as f:
                     if f.read().strip() == str(os.getpid()):
-                        os.unlink(self.cfg.pidfile)
+                        os.unlink(self.settings.pidfile)
             except OSError:
                 pass
 

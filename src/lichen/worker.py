@@ -30,9 +30,10 @@ log = logging.getLogger("lichen.error")
 def build_server(cfg: Config, listeners: list[Any], app: Any) -> Any:
     from lichen.wsgi import WSGIServer
 
-    access = None if cfg.no_access_log else "default"
-    return WSGIServer(listeners, app, log=access, certfile=cfg.certfile, keyfile=cfg.keyfile,
-                      settings=cfg.settings())
+    st = cfg.settings
+    access = None if st.no_access_log else "default"
+    # A CommandSettings is a Settings: the server reads its own fields.
+    return WSGIServer(listeners, app, log=access, certfile=st.certfile, keyfile=st.keyfile, settings=st)
 
 
 def _load(cfg: Config) -> Any:
