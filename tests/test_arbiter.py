@@ -304,3 +304,38 @@ def test_int_is_a_fast_stop_that_does_not_wait_for_requests_in_flight(master_fac
     assert time.monotonic() - t0 < 4.0  # not the 10 s of the request
     t.join(15)
     assert isinstance(result["r"], OSError)  # cut, not answered
+
+
+def _server_header(port):
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/", headers={"Connection": "close"})
+        return conn.getresponse().getheader("Server")
+    except OSError:
+        return None
+
+
+def test_hup_reads_the_config_file_again_below_the_command_line(master_factory, tmp_path):
+    conf = tmp_path / "lichen.conf.py"
+    conf.write_text("workers = 2\nserver_header = 'one'\n")
+    m = master_factory("-c", str(conf), "-w", "1", APP)
+    assert _server_header(m.port) == "one"
+    conf.write_text("workers = 3\nserver_header = 'two'\n")
+    m.signal(signal.SIGHUP)
+    assert wait_for(lambda: _server_header(m.port) == "two", timeout=15)
+    assert wait_for(lambda: len(children(m.pid)) == 1)
+    time.sleep(0.5)
+    assert len(children(m.pid)) == 1  # -w 1 on the command line still wins over the file
+
+
+def test_hup_with_a_broken_config_file_keeps_the_old_configuration(master_factory, tmp_path):
+    conf = tmp_path / "lichen.conf.py"
+    conf.write_text("server_header = 'one'\n")
+    m = master_factory("-c", str(conf), APP)
+    conf.write_text("workers = 'many'\n")
+    m.signal(signal.SIGHUP)
+    assert wait_for(lambda: "config reload failed" in m.log())
+    assert "workers: expected an integer" in m.log()
+    assert _server_header(m.port) == "one"

@@ -83,16 +83,16 @@ def test_pythonpath_and_chdir_are_applied(tmp_path):
 
 
 def test_bind_is_repeatable_and_defaults_to_localhost_8000():
-    assert parse_args([], environ={}).binds == ["127.0.0.1:8000"]
-    assert parse_args(["-b", "127.0.0.1:1", "--bind", "unix:/tmp/x.sock"], environ={}).binds == [
-        "127.0.0.1:1", "unix:/tmp/x.sock"]
+    assert parse_args([], environ={}).bind == ("127.0.0.1:8000",)
+    assert parse_args(["-b", "127.0.0.1:1", "--bind", "unix:/tmp/x.sock"], environ={}).bind == (
+        "127.0.0.1:1", "unix:/tmp/x.sock")
 
 
 def test_uwsgi_and_twistd_spellings_are_aliases():
     cfg = parse_args(["--http", "127.0.0.1:5000", "--module", "myproject:app"], environ={})
-    assert cfg.binds == ["127.0.0.1:5000"] and cfg.app == "myproject:app"
+    assert cfg.bind == ("127.0.0.1:5000",) and cfg.app == "myproject:app"
     cfg = parse_args(["--port", "tcp:8080", "--wsgi", "myproject.app"], environ={})
-    assert cfg.binds == ["tcp:8080"] and cfg.app == "myproject.app"
+    assert cfg.bind == ("tcp:8080",) and cfg.app == "myproject.app"
 
 
 def test_invalid_value_is_rejected_with_the_option_name():
@@ -106,7 +106,7 @@ def test_config_file_sets_options_and_command_line_wins(tmp_path):
     conf = tmp_path / "lichen.conf.py"
     conf.write_text("workers = 3\nbind = ['127.0.0.1:9999']\nkeepalive = 5\n")
     cfg = parse_args(["-c", str(conf), "-w", "2"], environ={})
-    assert (cfg.workers, cfg.binds, cfg.settings().keepalive_timeout) == (2, ["127.0.0.1:9999"], 5.0)
+    assert (cfg.workers, cfg.bind, cfg.settings.keepalive_timeout) == (2, ("127.0.0.1:9999",), 5.0)
 
 
 def test_config_file_with_unknown_setting_is_rejected(tmp_path):

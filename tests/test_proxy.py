@@ -178,7 +178,7 @@ def test_trust_forwarded_host_setting_reaches_the_proxy_rules():
 
 
 def test_trust_forwarded_host_is_a_command_line_flag():
-    assert parse_args(["--trust-forwarded-host", "m:app"]).settings().trust_forwarded_host is True
+    assert parse_args(["--trust-forwarded-host", "m:app"]).settings.trust_forwarded_host is True
 
 
 # RFC 7239 Forwarded grammar ----------------------------------------------------------

@@ -9,6 +9,9 @@
 # blocked longer than --timeout is killed and replaced. Signals follow
 # gunicorn: TERM graceful, INT/QUIT fast, HUP reload, USR1 reopen logs, USR2
 # re-exec a new master on the same sockets, TTIN/TTOU add/remove a worker.
+# The master never loads the hub or libev: its imports (lichen.config,
+# lichen.listeners, lichen.process) need only the standard library, and
+# lichen.worker is imported in the forked child alone.
 from __future__ import annotations
 
 import logging
@@ -23,84 +26,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lichen.config import Config, load_config_file
-from lichen.server import make_listener, parse_address
+from lichen.config import Config, ConfigError
+from lichen.listeners import ListenError, open_listeners
+from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, flush_logs, reopen_log_files, sd_notify
+from lichen.settings import CommandSettings
 
-__all__ = ["Arbiter", "make_listeners", "WORKER_BOOT_ERROR", "WORKER_RELOAD"]
+__all__ = ["Arbiter"]
 
 log = logging.getLogger("lichen.error")
 
-WORKER_BOOT_ERROR = 4   # the app could not be loaded: the master gives up
-WORKER_RELOAD = 3       # a source file changed (--reload): respawn at once
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
-
-
-def _bind_one(spec: str, cfg: Config, backlog: int) -> socket.socket:
-    if spec.startswith("fd://"):
-        try:
-            sock = socket.socket(fileno=int(spec[5:]))
-        except (ValueError, OSError) as e:
-            raise SystemExit(f"lichen: --bind {spec}: not a usable socket fd ({e})") from None
-        sock.setblocking(False)
-        return sock
-    if spec.startswith("tcp:"):  # twistd's strports: tcp:PORT[:interface=ADDR]
-        parts = spec[4:].split(":")
-        host = ""
-        for extra in parts[1:]:
-            key, _, val = extra.partition("=")
-            if key == "interface":
-                host = val
-        spec_t: Any = (host, int(parts[0]))
-        return make_listener(spec_t, backlog, cfg.reuse_port)
-    family, addr = parse_address(spec)
-    if family == getattr(socket, "AF_UNIX", None) and cfg.umask is not None:
-        old = os.umask(cfg.umask)
-        try:
-            return make_listener(spec, backlog)
-        finally:
-            os.umask(old)
-    return make_listener(spec, backlog, cfg.reuse_port)
-
-
-def make_listeners(cfg: Config, backlog: int) -> list[socket.socket]:
-    """Listeners from systemd socket activation, from a parent master
-    (USR2), or bound from --bind."""
-    env = os.environ
-    if env.get("LISTEN_PID") == str(os.getpid()) and env.get("LISTEN_FDS"):
-        n = int(env["LISTEN_FDS"])
-        socks = [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
-        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-            env.pop(key, None)
-    elif env.get("LICHEN_FDS"):
-        socks = [socket.socket(fileno=int(fd)) for fd in env.pop("LICHEN_FDS").split(",") if fd]
-    else:
-        socks = []
-        try:
-            for spec in cfg.binds:
-                socks.append(_bind_one(spec, cfg, backlog))
-        except OSError as e:
-            for s in socks:
-                s.close()
-            raise SystemExit(f"lichen: cannot listen on {spec}: {e.strerror or e}") from None
-    for s in socks:
-        s.setblocking(False)
-    return socks
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about our state, if it asked."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(path)
-            s.sendall(message.encode())
-    except OSError as e:
-        log.warning("sd_notify to %s failed: %s", path, e)
 
 
 @dataclass
@@ -119,12 +55,11 @@ class Arbiter:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.settings = cfg.settings()
         self.workers: dict[int, WorkerInfo] = {}
         self.sockets: list[socket.socket] = []
         self.generation = 0
         self.age = 0
-        self.target = cfg.workers
+        self.target = cfg.settings.workers
         self._signals: list[int] = []
         self._pipe: tuple[int, int] | None = None
         self._fail_times: list[float] = []
@@ -132,12 +67,21 @@ class Arbiter:
         self.exit_code = 0
         self.reexec_pid = 0
 
+    @property
+    def settings(self) -> CommandSettings:
+        """The settings in force (HUP may read new ones)."""
+        return self.cfg.settings
+
     # Setup ----------------------------------------------------------------
     def run(self) -> int:
         # Signals first: a TERM that arrives as soon as the port answers must
         # be a graceful stop, not the default action.
         self._install_signals()
-        self.sockets = make_listeners(self.cfg, self.settings.backlog)
+        st = self.settings
+        try:
+            self.sockets = open_listeners(st.bind, st.backlog, st.reuse_port, st.umask)
+        except ListenError as e:
+            raise SystemExit(f"lichen: {e}") from None
         for sock in self.sockets:
             addr = sock.getsockname()
             where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
@@ -152,7 +96,7 @@ class Arbiter:
         return self.exit_code
 
     def _write_pidfile(self) -> None:
-        path = self.cfg.pidfile
+        path = self.settings.pidfile
         if path:
             with open(path, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -198,7 +142,7 @@ class Arbiter:
         """Returns True when the master must stop."""
         name = signal.Signals(sig).name
         if sig == signal.SIGTERM:
-            log.info("SIGTERM: graceful stop (up to %.0f s)", self.cfg.graceful_timeout)
+            log.info("SIGTERM: graceful stop (up to %.0f s)", self.settings.graceful_timeout)
             self.stop(graceful=True)
             return True
         if sig in (signal.SIGINT, signal.SIGQUIT):
@@ -241,9 +185,9 @@ class Arbiter:
     def spawn_worker(self) -> None:
         self.age += 1
         hb = tempfile.TemporaryFile(prefix="lichen-hb-")
-        max_requests = self.cfg.max_requests
-        if max_requests and self.cfg.max_requests_jitter:
-            max_requests += random.randint(0, self.cfg.max_requests_jitter)
+        max_requests = self.settings.max_requests
+        if max_requests and self.settings.max_requests_jitter:
+            max_requests += random.randint(0, self.settings.max_requests_jitter)
         # Signals stay blocked across fork: in the child, until its handlers
         # are reset, the master's handler would swallow a TERM meant for it.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -274,7 +218,7 @@ class Arbiter:
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
-            _flush_logs()
+            flush_logs()
             os._exit(code)
 
     def reap(self) -> None:
@@ -311,7 +255,7 @@ class Arbiter:
                 log.info("worker %d exited; starting a new one", pid)
 
     def check_heartbeats(self) -> None:
-        timeout = self.cfg.timeout
+        timeout = self.settings.timeout
         now = time.time()
         for info in list(self.workers.values()):
             try:
@@ -347,11 +291,16 @@ class Arbiter:
     def reload(self) -> None:
         log.info("SIGHUP: reloading (new workers first, then the old ones retire)")
         if self.cfg.config_file:
+            # Read every source again, so the command line still wins over the file.
             try:
-                self.cfg.values.update(load_config_file(self.cfg.config_file))
-                self.target = self.cfg.workers
-            except Exception as e:
+                cfg = self.cfg.reread()
+            except ConfigError as e:
                 log.error("config reload failed, keeping the old configuration: %s", e)
+            else:
+                if cfg.settings.bind != self.settings.bind:
+                    log.warning("SIGHUP: bind changed; the listeners stay as they are until a restart or USR2")
+                self.cfg = cfg
+                self.target = cfg.settings.workers
         self.generation += 1
         self.spawn_missing()
 
@@ -373,9 +322,9 @@ class Arbiter:
             finally:
                 os._exit(1)
         self.reexec_pid = pid
-        if self.cfg.pidfile:
+        if self.settings.pidfile:
             try:
-                os.rename(self.cfg.pidfile, self.cfg.pidfile + ".oldbin")
+                os.rename(self.settings.pidfile, self.settings.pidfile + ".oldbin")
             except OSError:
                 pass
         log.info("SIGUSR2: started new master %d; send this master (%d) TERM when it is up", pid, os.getpid())
@@ -399,7 +348,7 @@ class Arbiter:
             except OSError:
                 pass
         self._kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
-        limit = time.monotonic() + (self.cfg.graceful_timeout + 2 if graceful else 2.0)
+        limit = time.monotonic() + (self.settings.graceful_timeout + 2 if graceful else 2.0)
         while self.workers and time.monotonic() < limit:
             self.reap()
             time.sleep(0.05)
@@ -431,11 +380,11 @@ class Arbiter:
                     os.unlink(addr)
             except OSError:
                 pass
-        if self.cfg.pidfile:
+        if self.settings.pidfile:
             try:
-                with open(self.cfg.pidfile) as f:
+                with open(self.settings.pidfile) as f:
                     if f.read().strip() == str(os.getpid()):
-                        os.unlink(self.cfg.pidfile)
+                        os.unlink(self.settings.pidfile)
             except OSError:
                 pass
 
@@ -446,30 +395,3 @@ def _touched(info: WorkerInfo) -> bool:
         return os.fstat(info.heartbeat.fileno()).st_size > 0
     except OSError:
         return False
-
-
-def _log_handlers() -> list[logging.Handler]:
-    """The handlers lichen's command line installs (root, access, error)."""
-    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in ("lichen.access", "lichen.error")]
-    return [h for logger in loggers for h in logger.handlers]
-
-
-def reopen_log_files() -> None:
-    for h in _log_handlers():
-        if isinstance(h, logging.FileHandler):
-            h.acquire()
-            try:
-                if h.stream:
-                    h.stream.close()
-                h.stream = h._open()
-            finally:
-                h.release()
-
-
-def _flush_logs() -> None:
-    for h in _log_handlers():
-        try:
-            h.flush()
-        except Exception:
-            pass
-

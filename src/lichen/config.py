@@ -1,186 +1,109 @@
-# lichen.config: the command line's options, declared once.
+# lichen.config: the `lichen` command's configuration, generated from the
+# settings table.
 #
-# Strategy: every option is one Option (name, flags, converter, default,
-# help); argparse, config files (`-c lichen.conf.py`, Python like gunicorn's),
-# LICHEN_CMD_ARGS and --print-config all read that table, and the server
-# settings of lichen.settings become `--header-timeout`-style options
-# automatically. Precedence: defaults < config file < LICHEN_CMD_ARGS <
-# command line. A bad value is rejected with the option's name.
+# Strategy: lichen.settings.TABLE declares every setting once; this module
+# reads it four ways: the argparse options (flags, aliases, help with the
+# default), config files (`-c lichen.conf.py`, Python like gunicorn's, where
+# a setting answers to its name and its config-file aliases), environment
+# variables, and the README's reference tables. Precedence: defaults < a
+# setting's own environment variables < config file < LICHEN_CMD_ARGS <
+# command line. Each value is converted and validated where it is read, so an
+# error is one line naming what the user wrote (`--workers: must be >= 1`,
+# `lichen.conf.py: keepalive: ...`, `LICHEN_CMD_ARGS: --workers: ...`). The
+# result is one immutable CommandSettings inside a Config, which HUP reads
+# again from the same sources.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import difflib
 import os
 import runpy
 import shlex
-from dataclasses import dataclass
-from typing import Any, Callable
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NoReturn
 
-from lichen.settings import SETTINGS, SettingError, Settings
+from lichen.listeners import parse_bind
+from lichen.settings import PROCESS, SERVER, TABLE, CommandSettings, SettingError, Spec
 
-__all__ = ["Option", "OPTIONS", "Config", "ConfigError", "parse_args"]
+__all__ = ["Config", "ConfigError", "parse_args", "build_parser", "load_config_file", "from_environment",
+           "reference"]
+
+CMD_ARGS = "LICHEN_CMD_ARGS"
+_GROUPS = ((PROCESS, "the lichen command"), (SERVER, "server settings (also WSGIServer keyword arguments)"))
+_METAVARS = {"int": "N", "float": "S", "str": "TEXT"}
 
 
 class ConfigError(Exception):
-    """A bad option value; str() names the option."""
+    """A bad command line, config file or environment. str() is one line
+    naming the option as the user wrote it; `setting` is the setting to
+    blame, if any."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
-def _positive_int(v: Any) -> int:
-    n = int(v)
-    if n < 1:
-        raise ValueError(f"must be >= 1, got {n}")
-    return n
+def _check_binds(binds: tuple[str, ...]) -> None:
+    for spec in binds:
+        parse_bind(spec)
 
 
-def _non_negative_int(v: Any) -> int:
-    n = int(v)
-    if n < 0:
-        raise ValueError(f"must be >= 0, got {n}")
-    return n
+# Checks that need another lichen module, which lichen.settings may not import.
+_MORE_CHECKS: dict[str, Callable[[Any], None]] = {"bind": _check_binds}
 
 
-def _non_negative_float(v: Any) -> float:
-    x = float(v)
-    if x < 0:
-        raise ValueError(f"must be >= 0, got {x}")
-    return x
+def _read(spec: Spec, value: Any, where: str) -> Any:
+    """`value` as `spec`'s type, validated; an error names `where`."""
+    try:
+        value = spec.coerce(value)
+        more = _MORE_CHECKS.get(spec.name)
+        if more is not None:
+            more(value)
+    except SettingError as e:
+        raise ConfigError(f"{where}: {e.problem}", spec.name) from None
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}", spec.name) from None
+    return value
 
 
-def _umask(v: Any) -> int:
-    if isinstance(v, int):
-        return v
-    return int(str(v), 8)
-
-
-def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true/false, got {v!r}")
-
-
-def _str_list(v: Any) -> list[str]:
-    if isinstance(v, str):
-        return [v]
-    return [str(x) for x in v]
+def _ordered() -> list[Spec]:
+    """The table, the command's own settings first (as in --help)."""
+    return [spec for scope, _ in _GROUPS for spec in TABLE.values() if spec.scope == scope]
 
 
 @dataclass(frozen=True)
-class Option:
-    name: str
-    flags: tuple[str, ...]
-    convert: Callable[[Any], Any]
-    default: Any
-    help: str
-    metavar: str | None = None
-    flag_only: bool = False   # a switch: present means True
-    repeat: bool = False      # may be given several times (a list)
-
-
-OPTIONS: list[Option] = [
-    Option("bind", ("-b", "--bind", "--http", "--port"), str, None,
-           "address to listen on: host:port, [::1]:port, unix:/path, fd://N, tcp:8080 "
-           "(repeatable; default 127.0.0.1:8000; --http and --port are uWSGI's and twistd's spellings)",
-           "ADDR", repeat=True),
-    Option("workers", ("-w", "--workers"), _positive_int, 1, "worker processes", "N"),
-    Option("timeout", ("-t", "--timeout"), _non_negative_float, 30.0,
-           "a worker whose event loop is blocked longer than this (s) is killed and replaced; 0 disables", "S"),
-    Option("max_requests", ("--max-requests",), _non_negative_int, 0,
-           "restart a worker after this many requests (0: never)", "N"),
-    Option("max_requests_jitter", ("--max-requests-jitter",), _non_negative_int, 0,
-           "add up to this many to max-requests, per worker, so workers don't restart together", "N"),
-    Option("reuse_port", ("--reuse-port",), _bool, False, "set SO_REUSEPORT on listening sockets", flag_only=True),
-    Option("umask", ("--umask",), _umask, None, "umask (octal) applied when creating unix sockets", "MASK"),
-    Option("chdir", ("--chdir",), str, None, "change to this directory before loading the app", "DIR"),
-    Option("pythonpath", ("--pythonpath",), str, None, "comma-separated directories to add to sys.path", "DIRS"),
-    Option("reload", ("--reload",), _bool, False, "restart workers when a source file changes", flag_only=True),
-    Option("access_logfile", ("--access-logfile",), str, None, "access log file ('-' for stdout)", "FILE"),
-    Option("access_logformat", ("--access-logformat",), str, None, "access log format (gunicorn's atoms)", "FMT"),
-    Option("error_logfile", ("--error-logfile", "--log-file"), str, "-", "error log file ('-' for stderr)", "FILE"),
-    Option("log_level", ("--log-level",), str, "info", "debug, info, warning, error or critical", "LEVEL"),
-    Option("no_access_log", ("--no-access-log",), _bool, False, "turn the access log off", flag_only=True),
-    Option("certfile", ("--certfile",), str, None, "TLS certificate chain (PEM)", "FILE"),
-    Option("keyfile", ("--keyfile",), str, None, "TLS private key (PEM)", "FILE"),
-    Option("pidfile", ("-p", "--pid"), str, None, "write the master's PID to this file", "FILE"),
-]
-
-# Server settings (lichen.settings) become options too, e.g. --header-timeout.
-_SETTING_OPTIONS = {name for name in SETTINGS}
-_ALIASES = {"keepalive_timeout": ("--keep-alive", "--keepalive-timeout")}
-
-
-def _setting_converter(name: str) -> Callable[[Any], Any]:
-    annotation = str(SETTINGS[name].type)
-
-    def convert(v: Any) -> Any:
-        if v is None or (isinstance(v, str) and v.lower() == "none"):
-            if "None" in annotation:
-                return None
-            raise ValueError("must not be None")
-        if annotation.startswith("int"):
-            return int(v)
-        if annotation.startswith("float"):
-            return float(v)
-        return str(v)
-
-    return convert
-
-
-for _name, _field in SETTINGS.items():
-    _is_bool = str(_field.type) == "bool"
-    OPTIONS.append(Option(_name, _ALIASES.get(_name, ("--" + _name.replace("_", "-"),)),
-                          _bool if _is_bool else _setting_converter(_name), _field.default,
-                          str(_field.metadata["help"]), None if _is_bool else "VALUE", flag_only=_is_bool))
-
-# One flag turns the stall detector on with its default threshold.
-OPTIONS.append(Option("stall_detector", ("--stall-detector",), _bool, False,
-                      "log the stack of any greenlet that blocks the hub for more than 1 s "
-                      "(--stall-threshold S to change it)", flag_only=True))
-
-OPTION_BY_NAME = {o.name: o for o in OPTIONS}
-
-
-@dataclass
 class Config:
-    """The effective configuration: option values plus the APP."""
+    """The `lichen` command's configuration: its settings (`cfg.workers` is
+    `cfg.settings.workers`), the sources they were read from, and whether to
+    only print them."""
 
-    app: str | None = None
+    settings: CommandSettings = field(default_factory=CommandSettings)
     config_file: str | None = None
     print_config: bool = False
-    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    argv: tuple[str, ...] = ()
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("values", {})
-        if name in values:
-            return values[name]
-        if name in OPTION_BY_NAME:
-            return OPTION_BY_NAME[name].default
+        if name in TABLE:
+            return getattr(self.settings, name)
         raise AttributeError(name)
 
-    def settings(self) -> Settings:
-        """The server Settings these options describe (validated)."""
-        changes = {k: v for k, v in self.values.items() if k in _SETTING_OPTIONS}
-        if self.values.get("stall_detector") and changes.get("stall_threshold") is None:
-            changes["stall_threshold"] = 1.0
-        if self.values.get("access_logformat"):
-            changes["access_log_format"] = self.values["access_logformat"]
-        try:
-            return Settings(**{**{n: f.default for n, f in SETTINGS.items()}, **changes})
-        except SettingError as e:
-            raise ConfigError(f"--{str(e).split(' ', 1)[0].replace('_', '-')}: {e}") from None
-
     @property
-    def binds(self) -> list[str]:
-        return self.values.get("bind") or ["127.0.0.1:8000"]
+    def app(self) -> str | None:
+        """The WSGI app to load (None: the demo app)."""
+        return self.settings.wsgi_app
+
+    def reread(self) -> Config:
+        """The configuration read again from the same command line and
+        environment and the config file as it is now (for HUP)."""
+        return parse_args(list(self.argv), self.environ)
 
     def describe(self) -> str:
-        lines = [f"app = {self.app!r}", f"config = {self.config_file!r}"]
-        for opt in OPTIONS:
-            lines.append(f"{opt.name} = {getattr(self, opt.name)!r}")
+        """The effective settings, written as a config file would set them."""
+        lines = [f"# config file: {self.config_file}"] if self.config_file else []
+        lines += [f"{spec.name} = {getattr(self.settings, spec.name)!r}" for spec in _ordered()]
         return "\n".join(lines)
 
 
@@ -190,88 +113,149 @@ def _version() -> str:
     return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)  # one line, like every other bad value; the CLI exits 2
+
+
+def _shown(spec: Spec) -> str:
+    return ", ".join(spec.default) if spec.repeat else str(spec.default)
+
+
+def _help(spec: Spec) -> str:
+    shown = spec.default is not None and spec.default is not False
+    return spec.help + (f" (default: {_shown(spec)})" if shown else "")
+
+
+def _add_option(group: Any, spec: Spec) -> None:
+    text = _help(spec).replace("%", "%%")  # argparse %-formats help texts
+    if spec.positional:
+        group.add_argument(spec.name, nargs="?", metavar=spec.metavar, help=text)
+        text = f"the {spec.metavar} as an option"
+    kwargs: dict[str, Any] = {"dest": spec.name, "help": text}
+    if spec.switch:
+        # A switch that is on by default also gets --no-<flag>.
+        kwargs["action"] = argparse.BooleanOptionalAction if spec.default else "store_true"
+    else:
+        kwargs["metavar"] = spec.metavar or _METAVARS[spec.base]
+        if spec.repeat:
+            kwargs["action"] = "append"
+    group.add_argument(*spec.flags, **kwargs)
+    for flag, value in spec.presets:
+        group.add_argument(flag, dest=spec.name, action="store_const", const=value,
+                           help=f"the same as {spec.flag} {value}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lichen", description="Serve a WSGI application with lichen (a prefork master with greenlet workers).",
-        argument_default=argparse.SUPPRESS)
-    p.add_argument("app", nargs="?", help="the WSGI app: module:app, module:create_app(), "
-                   "\"module:create_app('prod', debug=False)\", or module.app; default: lichen's demo app")
-    p.add_argument("--module", "--wsgi", dest="app_option", metavar="APP",
-                   help="the app, as uWSGI's --module / twistd's --wsgi spell it")
-    p.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="a Python config file (lichen.conf.py)")
-    p.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
+    """The command line: a few options about the configuration itself, then
+    one option per setting, generated from the table."""
+    p = _Parser(prog="lichen", argument_default=argparse.SUPPRESS,
+                description="Serve a WSGI application with lichen (a prefork master with greenlet workers).",
+                epilog=f"Precedence: defaults < config file < {CMD_ARGS} (default arguments) < command line.")
+    p.add_argument("-c", "--config", dest="config_file", metavar="FILE",
+                   help="a Python config file (lichen.conf.py) setting `name = value`")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective configuration (as a config file would set it) and exit")
     p.add_argument("-v", "--version", action="version", version=f"lichen {_version()}")
-    for opt in OPTIONS:
-        text = opt.help + (f" (default: {opt.default})" if opt.default not in (None, False) else "")
-        # argparse %-formats help texts; defaults such as the access log format contain "%".
-        kwargs: dict[str, Any] = {"dest": opt.name, "help": text.replace("%", "%%")}
-        if opt.flag_only:
-            kwargs["action"] = "store_true"
-        else:
-            kwargs["metavar"] = opt.metavar
-            if opt.repeat:
-                kwargs["action"] = "append"
-        p.add_argument(*opt.flags, **kwargs)
+    for scope, title in _GROUPS:
+        group = p.add_argument_group(title)
+        for spec in TABLE.values():
+            if spec.scope == scope:
+                _add_option(group, spec)
     return p
 
 
-def _convert(name: str, value: Any, source: str) -> Any:
-    opt = OPTION_BY_NAME.get(name)
-    if opt is None:
-        raise ConfigError(f"{source}: unknown setting {name!r}")
-    try:
-        if opt.repeat:
-            return [opt.convert(v) for v in _str_list(value)]
-        return opt.convert(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{opt.flags[-1] if source != 'config file' else name}: invalid value {value!r}: {e}") \
-            from None
+def _from_flags(parsed: dict[str, Any], where: str) -> dict[str, Any]:
+    return {name: _read(TABLE[name], raw, where + TABLE[name].flag) for name, raw in parsed.items()
+            if name in TABLE}
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings whose own environment variables are set (the first of a
+    setting's variables that is set wins)."""
+    values = {}
+    for spec in TABLE.values():
+        var = next((v for v in spec.env if environ.get(v)), None)
+        if var is not None:
+            values[spec.name] = _read(spec, environ[var], var)
+    return values
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    """Run a gunicorn-style Python config file; its lower-case globals
-    that name options are taken."""
+    """The settings a Python config file sets: its public globals, each a
+    setting's name or config-file alias (functions, classes and modules are
+    left alone). Raises ConfigError."""
     if not os.path.exists(path):
         raise ConfigError(f"config file {path!r} does not exist")
     try:
         namespace = runpy.run_path(path)
     except Exception as e:
         raise ConfigError(f"config file {path!r} failed: {type(e).__name__}: {e}") from None
-    values = {}
+    by_name = {name: spec for spec in TABLE.values() for name in spec.names}
+    values: dict[str, Any] = {}
+    written_as: dict[str, str] = {}
     for key, value in namespace.items():
-        if key.startswith("_") or callable(value) or type(value).__name__ == "module":
+        if key.startswith("_") or callable(value) or isinstance(value, types.ModuleType):
             continue
-        if key == "keepalive":
-            key = "keepalive_timeout"
-        if key == "wsgi_app":  # gunicorn's name for the APP in a config file
-            values[key] = str(value)
-            continue
-        if key not in OPTION_BY_NAME:
-            raise ConfigError(f"config file {path!r}: unknown setting {key!r}")
-        values[key] = _convert(key, value, "config file")
+        spec = by_name.get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, by_name, n=1)
+            raise ConfigError(f"{path}: unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if spec.name in written_as:
+            raise ConfigError(f"{path}: {written_as[spec.name]} and {key} both set {spec.name}", spec.name)
+        written_as[spec.name] = key
+        values[spec.name] = _read(spec, value, f"{path}: {key}")
     return values
 
 
-def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Defaults < config file < LICHEN_CMD_ARGS < argv. Raises ConfigError;
-    argparse exits with status 2 on malformed flags."""
-    environ = os.environ if environ is None else environ
+def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration from the command line (default: sys.argv), the
+    environment (default: os.environ) and the config file they name.
+    Raises ConfigError; --help and --version exit."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ if environ is None else environ)
     parser = build_parser()
-    cli = vars(parser.parse_args(argv))
-    env_args = vars(parser.parse_args(shlex.split(environ.get("LICHEN_CMD_ARGS", ""))))
-    merged_meta = {**env_args, **cli}
-    cfg = Config()
-    cfg.config_file = merged_meta.get("config_file")
-    values: dict[str, Any] = {}
-    if cfg.config_file:
-        values.update(load_config_file(cfg.config_file))
-    for source in (env_args, cli):
-        for key, value in source.items():
-            if key in ("app", "app_option", "config_file", "print_config"):
-                continue
-            values[key] = _convert(key, value, "option")
-    cfg.values = values
-    cfg.app = merged_meta.get("app") or merged_meta.get("app_option") or values.pop("wsgi_app", None)
-    cfg.print_config = bool(merged_meta.get("print_config"))
-    cfg.settings()  # validate now, naming the option
-    return cfg
+    cli = vars(parser.parse_args(args))
+    try:
+        env_args = vars(parser.parse_args(shlex.split(env.get(CMD_ARGS, ""))))
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"{CMD_ARGS}: {e}") from None
+    meta = {**env_args, **cli}
+    config_file = meta.get("config_file")
+    values = from_environment(env)
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(_from_flags(env_args, f"{CMD_ARGS}: "))
+    values.update(_from_flags(cli, ""))
+    try:
+        settings = CommandSettings(**values)
+    except SettingError as e:  # each value passed alone: only a rule across settings lands here
+        raise ConfigError(f"{TABLE[e.setting].flag}: {e.problem}", e.setting) from None
+    return Config(settings, config_file, bool(meta.get("print_config")), tuple(args), env)
+
+
+def _flags_cell(spec: Spec) -> str:
+    cells = [spec.metavar] if spec.positional and spec.metavar else []
+    flags = ", ".join(f"`{f}`" for f in spec.flags)
+    arg = "" if spec.switch else f" {spec.metavar or _METAVARS[spec.base]}"
+    cells.append(flags + arg)
+    cells += [f"`{flag}` (= {value})" for flag, value in spec.presets]
+    if spec.switch and spec.default:
+        cells.append(", ".join(f"`--no-{f[2:]}`" for f in spec.flags if f.startswith("--")))
+    return ", ".join(cells)
+
+
+def reference(scope: str) -> str:
+    """The markdown table of the settings of `scope` the README shows."""
+    rows = ["| setting (config file) | command line | default | meaning |", "| --- | --- | --- | --- |"]
+    for spec in TABLE.values():
+        if spec.scope != scope:
+            continue
+        names = ", ".join(f"`{n}`" for n in spec.names) + "".join(f", env `{v}`" for v in spec.env)
+        meaning = spec.help.replace("|", "\\|")
+        rows.append(f"| {names} | {_flags_cell(spec)} | `{_shown(spec)}` | {meaning} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m lichen.config: the README's tables
+    print(reference(PROCESS), reference(SERVER), sep="\n\n")

@@ -24,11 +24,12 @@ import ssl as _ssl
 import time
 from typing import Any, Callable
 
-from lichen import socket as lsocket
-from lichen.channel import Channel
 from greenlet import greenlet
 
+from lichen import socket as lsocket
+from lichen.channel import Channel
 from lichen.hub import Greenlet, GreenletExit, getcurrent, get_hub, sleep, spawn, throw_if_alive
+from lichen.listeners import make_listener, parse_address  # (re-exported: they lived here)
 from lichen.loop import Timer
 from lichen.preamble import read_proxy_header
 from lichen.proxy import AllowList, ProxyProtocolError
@@ -47,93 +48,6 @@ _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_TRANSIENT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.ENETDOWN,
                      errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH,
                      errno.EOPNOTSUPP, errno.ENETUNREACH}
-
-
-def parse_address(address: Any) -> Any:
-    """Normalise a listener spec: `(host, port)`, `'host:port'`, `':port'`,
-    `'[::1]:port'`, `'unix:/path'` -> (family, sockaddr)."""
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return _family_of(host), (host, _port(port, address))
-    if isinstance(address, int):
-        return _stdlib.AF_INET, ("", address)
-    if not isinstance(address, str):
-        raise TypeError(f"listener must be (host, port), 'host:port', 'unix:/path' or a socket, not {address!r}")
-    if address.startswith("unix:"):
-        path = address[5:]
-        if not path:
-            raise ValueError("unix: listener needs a path, e.g. 'unix:/run/app.sock'")
-        return _stdlib.AF_UNIX, path
-    if address.startswith("["):
-        host, sep, rest = address[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"bad IPv6 listener {address!r}; expected '[addr]:port'")
-        return _stdlib.AF_INET6, (host, _port(rest[1:], address))
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        raise ValueError(f"bad listener {address!r}; expected 'host:port'")
-    if ":" in host:
-        raise ValueError(f"IPv6 listener {address!r} must be written '[addr]:port'")
-    return _family_of(host), (host, _port(port, address))
-
-
-def _port(port: Any, spec: Any) -> int:
-    try:
-        value = int(port)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad port in listener {spec!r}") from None
-    if not 0 <= value <= 65535:
-        raise ValueError(f"port out of range in listener {spec!r}")
-    return value
-
-
-def _family_of(host: str) -> int:
-    if host and ":" in host:
-        return _stdlib.AF_INET6
-    return _stdlib.AF_INET
-
-
-def make_listener(address: Any, backlog: int = 2048, reuse_port: bool = False) -> _stdlib.socket:
-    """A bound, listening, non-blocking stdlib socket for `address`."""
-    if isinstance(address, lsocket.socket):
-        sock = address.raw
-    elif isinstance(address, _stdlib.socket):
-        sock = address
-    else:
-        family, addr = parse_address(address)
-        if family == _stdlib.AF_UNIX:
-            sock = _stdlib.socket(_stdlib.AF_UNIX, _stdlib.SOCK_STREAM)
-            try:
-                if os.path.exists(addr) and _is_stale_unix_socket(addr):
-                    os.unlink(addr)
-                sock.bind(addr)
-                sock.listen(backlog)
-            except BaseException:
-                sock.close()
-                raise
-        elif addr[0] == "" and _stdlib.has_dualstack_ipv6():
-            # '' means every interface: one dual-stack socket takes IPv4 and IPv6.
-            sock = _stdlib.create_server(("", addr[1]), family=_stdlib.AF_INET6, backlog=backlog,
-                                         reuse_port=reuse_port, dualstack_ipv6=True)
-        else:
-            sock = _stdlib.create_server(addr, family=family, backlog=backlog, reuse_port=reuse_port)
-    sock.setblocking(False)
-    return sock
-
-
-def _is_stale_unix_socket(path: str) -> bool:
-    import stat
-
-    if not stat.S_ISSOCK(os.stat(path).st_mode):
-        raise OSError(errno.EADDRINUSE, f"{path} exists and is not a socket")
-    probe = _stdlib.socket(_stdlib.AF_UNIX, _stdlib.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return True
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"another server is listening on {path}")
 
 
 class StreamServer:

@@ -4,7 +4,9 @@
 # code), serves the listeners it inherited with one WSGIServer on its hub,
 # and proves it is alive by touching its heartbeat file from a hub timer: if
 # the loop blocks, the touches stop and the master kills the worker. Signals
-# only queue work for the hub: TERM stops gracefully, INT/QUIT quickly.
+# only queue work for the hub: TERM stops gracefully, INT/QUIT quickly. What
+# the worker shares with its master (exit codes, log files) comes from
+# lichen.process; the worker never imports the master's module.
 from __future__ import annotations
 
 import logging
@@ -17,6 +19,7 @@ from lichen.apploader import AppLoadError, load_app
 from lichen.config import Config
 from lichen.hub import get_hub, spawn
 from lichen.loop import Timer
+from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, reopen_log_files
 from lichen.sync import Event
 
 __all__ = ["run_worker", "build_server"]
@@ -27,9 +30,10 @@ log = logging.getLogger("lichen.error")
 def build_server(cfg: Config, listeners: list[Any], app: Any) -> Any:
     from lichen.wsgi import WSGIServer
 
-    access = None if cfg.no_access_log else "default"
-    return WSGIServer(listeners, app, log=access, certfile=cfg.certfile, keyfile=cfg.keyfile,
-                      settings=cfg.settings())
+    st = cfg.settings
+    access = None if st.no_access_log else "default"
+    # A CommandSettings is a Settings: the server reads its own fields.
+    return WSGIServer(listeners, app, log=access, certfile=st.certfile, keyfile=st.keyfile, settings=st)
 
 
 def _load(cfg: Config) -> Any:
@@ -43,8 +47,6 @@ def _load(cfg: Config) -> Any:
 
 def run_worker(cfg: Config, listeners: list[Any], heartbeat: Any, age: int, max_requests: int) -> int:
     """Serve until told to stop; returns the process exit code."""
-    from lichen.arbiter import WORKER_BOOT_ERROR, WORKER_RELOAD, reopen_log_files
-
     try:
         app = _load(cfg)
     except AppLoadError as e:
