@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import os
 import socket as _stdlib
 import time
@@ -28,7 +27,8 @@ from typing import Any
 
 from lichen.hub import Hub, get_hub
 from lichen.loop import READ, WRITE, Io, Timer
-from lichen.threadpool import get_threadpool
+from lichen.resolver import getaddrinfo, gethostbyname, resolve_for
+from lichen.sockfile import FileMethods
 
 __all__ = [
     "socket", "socketpair", "create_connection", "create_server", "getaddrinfo",
@@ -47,7 +47,7 @@ def _closed_error() -> OSError:
     return OSError(errno.EBADF, "socket was closed while a greenlet was waiting on it")
 
 
-class socket:
+class socket(FileMethods):
     """A cooperative socket with the stdlib socket's interface.
 
     Blocking calls block only the calling greenlet. Create it like a stdlib
@@ -332,61 +332,6 @@ class socket:
             except BlockingIOError:
                 pass
 
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """Send a file with os.sendfile, cooperatively; falls back to reads
-        and sends where sendfile cannot be used. Returns bytes sent and leaves
-        the file position after the last byte sent, like the stdlib."""
-        try:
-            fileno = file.fileno()
-            fsize = os.fstat(fileno).st_size
-        except (AttributeError, io.UnsupportedOperation, OSError):
-            return self._sendfile_fallback(file, offset, count)
-        if not fsize:
-            return 0
-        blocksize = min(count or fsize, fsize, 1 << 30)
-        total = 0
-        sockno = self._sock.fileno()
-        try:
-            while True:
-                if count:
-                    blocksize = min(count - total, blocksize)
-                    if blocksize <= 0:
-                        break
-                try:
-                    sent = os.sendfile(sockno, fileno, offset, blocksize)
-                except BlockingIOError:
-                    self._wait_write()
-                    continue
-                except OSError as e:
-                    if total == 0 and e.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP):
-                        return self._sendfile_fallback(file, offset, count)
-                    raise
-                if sent == 0:
-                    break
-                offset += sent
-                total += sent
-            return total
-        finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset)
-
-    def _sendfile_fallback(self, file: Any, offset: int, count: int | None) -> int:
-        if offset and hasattr(file, "seek"):
-            file.seek(offset)
-        total = 0
-        blocksize = min(count, 65536) if count else 65536
-        while True:
-            if count:
-                blocksize = min(count - total, blocksize)
-                if blocksize <= 0:
-                    break
-            data = file.read(blocksize)
-            if not data:
-                break
-            self.sendall(data)
-            total += len(data)
-        return total
-
     # Connections ------------------------------------------------------------
     def accept(self) -> tuple[socket, Any]:
         sock = self._sock
@@ -409,7 +354,7 @@ class socket:
         in the stdlib)."""
         if self._closed:
             return errno.EBADF
-        address = _resolve_for(self._sock, address)
+        address = resolve_for(self._sock, address)
         sock = self._sock
         err = sock.connect_ex(address)
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, errno.EAGAIN):
@@ -488,38 +433,6 @@ class socket:
                         w.close()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
-
-    # Files ------------------------------------------------------------------
-    def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
-                 errors: str | None = None, newline: str | None = None) -> Any:
-        """A file object over the socket, as stdlib socket.makefile."""
-        if not set(mode) <= {"r", "w", "b"}:
-            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
-        writing = "w" in mode
-        reading = "r" in mode or not writing
-        binary = "b" in mode
-        rawmode = ("r" if reading else "") + ("w" if writing else "")
-        raw = _stdlib.SocketIO(self, rawmode)  # type: ignore[arg-type]
-        self._io_refs += 1
-        if buffering is None:
-            buffering = -1
-        if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
-        if buffering == 0:
-            if not binary:
-                raise ValueError("unbuffered streams must be binary")
-            return raw
-        if reading and writing:
-            buffer: Any = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if binary:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)
-        text.mode = mode  # type: ignore[misc]
-        return text
 
     # Options and plain delegation --------------------------------------------
     def settimeout(self, value: float | None) -> None:
@@ -603,47 +516,6 @@ def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     return socket(sock=_stdlib.fromfd(fd, family, type, proto))
-
-
-def _is_numeric_host(host: Any) -> bool:
-    if host is None or host == "" or isinstance(host, int):
-        return True
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    for fam in (_stdlib.AF_INET, _stdlib.AF_INET6):
-        try:
-            _stdlib.inet_pton(fam, host.split("%", 1)[0])
-            return True
-        except (OSError, ValueError):
-            pass
-    return False
-
-
-def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> list[Any]:
-    """stdlib getaddrinfo that never blocks the loop: names are resolved in
-    a worker thread; numeric addresses are answered directly."""
-    if _is_numeric_host(host):
-        return _stdlib.getaddrinfo(host, port, family, type, proto, flags)
-    return get_threadpool().apply(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
-
-
-def gethostbyname(host: str) -> str:
-    if _is_numeric_host(host):
-        return _stdlib.gethostbyname(host)
-    return get_threadpool().apply(_stdlib.gethostbyname, host)
-
-
-def _resolve_for(sock: _stdlib.socket, address: Any) -> Any:
-    """Resolve a (host, port[, ...]) address without blocking the loop."""
-    if sock.family not in (_stdlib.AF_INET, _stdlib.AF_INET6) or not isinstance(address, tuple):
-        return address
-    host = address[0]
-    if _is_numeric_host(host):
-        return address
-    infos = getaddrinfo(host, address[1], sock.family, sock.type, sock.proto)
-    if not infos:
-        raise OSError(f"could not resolve {host!r}")
-    return infos[0][4]
 
 
 def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,

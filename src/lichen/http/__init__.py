@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from .request import END_OF_MESSAGE, EndOfMessage, Request, RequestParser
+from .events import END_OF_MESSAGE, EndOfMessage, Request
+from .request import RequestParser
 from .response import (
     CONTINUE_RESPONSE,
     FINISHED,

@@ -14,10 +14,8 @@
 # resumes it, so pipelined requests wait as raw bytes, not as objects.
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import deque
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 from httptools import (
@@ -29,52 +27,12 @@ from httptools import (
 )
 
 from .errors import RemoteProtocolError
+from .events import END_OF_MESSAGE, EndOfMessage, Event, Request
+from .rules import (FORBIDDEN_TRAILERS, SINGLETON_FIELDS, content_length, expects_continue, split_target,
+                    transfer_encoding_is_chunked, valid_host)
 
 __all__ = ["Request", "EndOfMessage", "END_OF_MESSAGE", "RequestParser", "SINGLETON_FIELDS",
-           "FORBIDDEN_TRAILERS"]
-
-
-@dataclass(slots=True)
-class Request:
-    """The head of one request; always the first event of a message.
-
-    All byte fields are raw (not percent-decoded).  ``headers`` keeps the
-    order received, with names lower-cased and values stripped of
-    surrounding whitespace; repeated fields stay separate entries.
-    """
-
-    method: str
-    target: bytes
-    path: bytes
-    query: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    content_length: int | None
-    chunked: bool
-    expect_continue: bool
-    host: bytes | None
-
-
-class EndOfMessage:
-    """Marks the end of a request body.  A singleton: ``EndOfMessage()`` is
-    always ``END_OF_MESSAGE``, so ``ev is END_OF_MESSAGE`` works."""
-
-    __slots__ = ()
-
-    def __new__(cls) -> EndOfMessage:
-        return END_OF_MESSAGE
-
-    def __repr__(self) -> str:
-        return "END_OF_MESSAGE"
-
-    def __reduce__(self) -> tuple:
-        return (EndOfMessage, ())
-
-
-END_OF_MESSAGE: EndOfMessage = object.__new__(EndOfMessage)
-
-Event = Request | bytes | EndOfMessage
+           "FORBIDDEN_TRAILERS"]  # (the field sets live in lichen.http.rules)
 
 # Parser states (plain ints: compared on every step).
 _IDLE = 0         # between messages (leading empty lines are skipped here)
@@ -87,35 +45,6 @@ _TRAILERS = 6     # the trailer section of a chunked body
 _CLOSED = 7       # after a message that does not keep the connection
 
 _FRAMING = frozenset((b"content-length", b"transfer-encoding"))
-
-#: Fields whose repetition would change their meaning when joined into one
-#: comma-separated value (RFC 9110 5.3): a second one is 400.  Host and
-#: Content-Length are singletons too and have their own checks.
-SINGLETON_FIELDS = frozenset((
-    b"content-type", b"authorization", b"proxy-authorization", b"range", b"if-range",
-    b"if-modified-since", b"if-unmodified-since", b"max-forwards",
-))
-
-#: Fields a sender must not put in a trailer section (RFC 9110 6.5.1): they
-#: frame or route the message, modify the request, authenticate it, or say
-#: how to process the content.  A trailer carrying one is 400.
-FORBIDDEN_TRAILERS = frozenset((
-    b"transfer-encoding", b"content-length", b"host", b"trailer", b"te", b"connection",
-    b"keep-alive", b"upgrade", b"proxy-connection", b"content-type", b"content-encoding",
-    b"content-range", b"content-location", b"expect", b"cache-control", b"max-forwards",
-    b"pragma", b"range", b"if-match", b"if-none-match", b"if-modified-since",
-    b"if-unmodified-since", b"if-range", b"authorization", b"proxy-authorization",
-    b"www-authenticate", b"proxy-authenticate", b"cookie", b"set-cookie", b"age", b"date",
-    b"expires", b"location", b"retry-after", b"vary", b"warning",
-))
-
-# Host = uri-host [ ":" port ]  (RFC 9110 7.2, RFC 3986 3.2.2).  reg-name and
-# IPv4 share one pattern; an IP-literal is checked again by ipaddress.  The
-# reg-name may be empty (an empty Host field is legal), but not in front of
-# a port, and a port, when present, must have 1-5 digits.
-_REG_NAME_HOST = re.compile(
-    rb"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{1,5})?)?")
-_IP_LITERAL_HOST = re.compile(rb"\[([0-9A-Fa-f:.]+)\](?::[0-9]{1,5})?")
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A field value after its OWS is stripped: no CTL but HTAB (obs-text is
@@ -136,32 +65,6 @@ _MAX_METHOD = 24
 # llhttp method name (bytes) -> str.  llhttp only knows a fixed list of
 # methods, so this cannot grow without bound.
 _METHODS: dict[bytes, str] = {}
-
-
-def _valid_host(host: bytes) -> bool:
-    """True if ``host`` is a syntactically valid ``host[:port]``."""
-    if host[:1] == b"[":
-        m = _IP_LITERAL_HOST.fullmatch(host)
-        if m is None:
-            return False
-        try:
-            ipaddress.IPv6Address(m.group(1).decode("ascii"))
-        except ValueError:
-            return False
-        return True
-    return _REG_NAME_HOST.fullmatch(host) is not None
-
-
-def _split_list(values: list[bytes]) -> list[bytes]:
-    """Split comma-separated field values into lower-cased members with
-    their OWS stripped, dropping empty list elements (RFC 9110 5.6.1)."""
-    out = []
-    for value in values:
-        for member in value.split(b","):
-            member = member.strip(b" \t")
-            if member:
-                out.append(member.lower())
-    return out
 
 
 class RequestParser:
@@ -582,113 +485,25 @@ class RequestParser:
         if host_field is None and version == "1.1":
             raise self._reject(400, "missing Host header")
 
-        if url[:1] == b"/":  # origin-form: the common case
-            if b"#" in url:
-                url_nofrag = url[:url.index(b"#")]
+        try:
+            if url[:1] == b"/":  # origin-form: the common case
+                if b"#" in url:
+                    url = url[:url.index(b"#")]
+                path, _, query = url.partition(b"?")
+                host = host_field
             else:
-                url_nofrag = url
-            path, _, query = url_nofrag.partition(b"?")
-            host = host_field
-        else:
-            path, query, host = self._other_form(url, method, host_field)
-
-        content_length = self._content_length(lengths) if lengths else None
-        chunked = self._check_transfer_encoding(codings, version, lengths) if codings else False
-        expect_continue = False
-        if expect:
-            expect_continue = self._check_expect(expect, version) and (chunked or bool(content_length))
+                path, query, host = split_target(url, method, host_field)
+            length = content_length(lengths, self._max_body) if lengths else None
+            chunked = transfer_encoding_is_chunked(codings, version, bool(lengths)) if codings else False
+            expect_continue = bool(expect) and expects_continue(expect, version) and (chunked or bool(length))
+        except RemoteProtocolError as e:
+            raise self._fail(e) from None
         if host is not None and host != self._last_host:
-            if not _valid_host(host):
+            if not valid_host(host):
                 raise self._reject(400, "invalid Host header")
             self._last_host = host
-        return Request(method, url, path, query, version, headers, self._keep_alive,
-                       content_length, chunked, expect_continue, host)
-
-    # -- rarely used checks ---------------------------------------------
-
-    def _other_form(self, url: bytes, method: str, host_field: bytes | None
-                    ) -> tuple[bytes, bytes, bytes | None]:
-        """Split an asterisk-form or absolute-form target.
-
-        Returns (path, query, effective host).  CONNECT (authority-form) is
-        refused with 400: a WSGI server is not a tunnelling proxy.
-        """
-        if method == "CONNECT":
-            raise self._reject(400, "CONNECT is not supported")
-        if url == b"*":
-            if method != "OPTIONS":
-                raise self._reject(400, "asterisk-form target is only allowed with OPTIONS")
-            return b"*", b"", host_field
-        # absolute-form: scheme "://" authority path-abempty [ "?" query ]
-        sep = url.find(b"://")
-        scheme = url[:sep].lower() if sep > 0 else b""
-        if scheme not in (b"http", b"https"):
-            raise self._reject(400, "invalid request target")
-        rest = url[sep + 3:]
-        end = len(rest)
-        for delim in (b"/", b"?", b"#"):
-            i = rest.find(delim, 0, end)
-            if i != -1:
-                end = i
-        authority = rest[:end]
-        rest = rest[end:]
-        if b"@" in authority:
-            # RFC 9110 4.2.4: userinfo in an http(s) URI is an error.
-            raise self._reject(400, "userinfo in request target")
-        if not authority or authority[:1] == b":":
-            raise self._reject(400, "empty host in request target")
-        i = rest.find(b"#")
-        if i != -1:
-            rest = rest[:i]
-        path, _, query = rest.partition(b"?")
-        # RFC 9112 3.2.2: the target's authority replaces the Host field
-        # (which must still be present for HTTP/1.1).  An empty path in an
-        # http URI is equivalent to "/".
-        return path or b"/", query, authority
-
-    def _content_length(self, values: list[bytes]) -> int:
-        if len(values) > 1:
-            raise self._reject(400, "more than one Content-Length header")
-        value = values[0]
-        if not (value.isdigit() and value.isascii()):
-            raise self._reject(400, f"invalid Content-Length {value[:20]!r}")
-        if len(value) > 18:
-            raise self._reject(400 if self._max_body is None else 413, "Content-Length too large")
-        length = int(value)
-        if self._max_body is not None and length > self._max_body:
-            raise self._reject(413, "request body too large")
-        return length
-
-    def _check_transfer_encoding(self, values: list[bytes], version: str, lengths: list[bytes]) -> bool:
-        if version == "1.0":
-            raise self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if lengths:
-            raise self._reject(400, "both Content-Length and Transfer-Encoding")
-        codings = _split_list(values)
-        if not codings:
-            raise self._reject(400, "empty Transfer-Encoding")
-        # RFC 9112 6.3: if chunked is not the final coding the length of the
-        # body cannot be determined: that MUST be 400, so it is checked
-        # before the 501 for codings we do not implement.  Whole members are
-        # compared, so "chunked;x=1" or "xchunked" are not "chunked".
-        if codings[-1] != b"chunked":
-            raise self._reject(400, "Transfer-Encoding does not end with chunked")
-        for coding in codings[:-1]:
-            if coding.split(b";", 1)[0].rstrip(b" \t") == b"chunked":
-                raise self._reject(400, "chunked applied more than once")
-        if len(codings) > 1:
-            # Decoding gzip & co. is not a server's job, and handing the app
-            # a body still coded while saying nothing would be worse.
-            raise self._reject(501, "unsupported transfer coding")
-        return True
-
-    def _check_expect(self, values: list[bytes], version: str) -> bool:
-        members = _split_list(values)
-        for member in members:
-            if member != b"100-continue":
-                raise self._reject(417, "unsupported expectation")
-        # RFC 9110 10.1.1: a 100-continue in an HTTP/1.0 request is ignored.
-        return bool(members) and version == "1.1"
+        return Request(method, self._url, path, query, version, headers, self._keep_alive,
+                       length, chunked, expect_continue, host)
 
     # -- bodies ---------------------------------------------------------
 
