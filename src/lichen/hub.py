@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from lichen.loop import READ, WRITE, Io, Loop, Timer
+from lichen.loop import READ, WRITE, Io, Loop, Timer, Watcher
 
 __all__ = [
     "Hub", "Greenlet", "Timeout", "LoopExit", "GreenletExit", "Waiter", "get_hub",
@@ -139,7 +139,7 @@ class Hub:
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Like run_callback, from any thread; wakes the loop."""
         self._threadsafe.append((fn, args))
-        if self.loop._ptr is not None:
+        if not self.loop.destroyed:
             self._async.send()
 
     def _drain_threadsafe(self, _flags: int) -> None:
@@ -245,10 +245,10 @@ class Hub:
     def _run_until_dry(self) -> None:
         queue = self._queue
         loop = self.loop
-        watchers = loop.watchers
+        failed = self._watcher_failed
         if self._recover:
             self._recover = False
-            self._dispatch(loop._ready_items(), watchers, loop.iteration)
+            loop.dispatch(loop.last_items(), failed)
         while True:
             # Callbacks queued by callbacks run in the same pass, up to a
             # budget: polling after every short batch costs an epoll_wait
@@ -273,30 +273,17 @@ class Hub:
                 items, alive = loop.run_once(True)
                 self.polling = False
             if items:
-                self._dispatch(items, watchers, loop.iteration)
+                loop.dispatch(items, failed)
             elif not alive and not queue:
                 return
 
     @staticmethod
-    def _dispatch(items: Iterable[int], watchers: dict, iteration: int) -> None:
-        get = watchers.get
-        for item in items:
-            w = get(item >> 3)
-            # Loop.claim, inlined: this is the server's hottest loop, and A/B
-            # runs of a hello server (noisy) favoured the inline form over a
-            # call by about 1 µs per request. `_armed < iteration`: not
-            # re-armed since libev queued this item (else it is stale).
-            if w is not None and w.active and w._armed < iteration:
-                if w.oneshot:
-                    w.active = False
-                    if w._unref:
-                        w.loop.ref()  # balance the unref: libev stopped it
-                try:
-                    w.callback(item & 7)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException:
-                    log.exception("watcher callback %r raised", w.callback)
+    def _watcher_failed(w: Watcher, exc: BaseException) -> None:
+        # Loop.dispatch's error policy: KeyboardInterrupt and SystemExit end
+        # the drain (the next pass resumes it); anything else is logged.
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        log.error("watcher callback %r raised", w.callback, exc_info=exc)
 
     # Signals --------------------------------------------------------------
     def _install_signal_wakeup(self) -> None:
@@ -345,7 +332,7 @@ class Hub:
 
     def destroy(self) -> None:
         """Free the loop and its file descriptors. The hub is unusable after."""
-        if self.loop._ptr is None:
+        if self.loop.destroyed:
             return
         self._close_signal_wakeup(restore=True)
         self._async.close()
@@ -407,13 +394,7 @@ def _after_fork_in_child() -> None:
     _orphans.extend(o for o in gc.get_objects() if isinstance(o, greenlet) and o)
     old._close_signal_wakeup(restore=False)
     old._async.active = False
-    if old.loop._ptr is not None:
-        # Frees the child's copies of libev's fds; the parent's epoll set is
-        # untouched because nothing is registered or removed here.
-        from lichen._ev import lib
-
-        lib.evp_loop_destroy(old.loop._ptr)
-        old.loop._ptr = None
+    old.loop.abandon()  # frees the child's copies of libev's fds only
     hub = Hub()
     _local.holder = _Holder(hub)
     cur = getcurrent()
