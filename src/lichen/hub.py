@@ -65,6 +65,8 @@ T = TypeVar("T")
 
 
 CALLBACK_BUDGET = 1000
+TIMEOUT = 0  # what Hub.block returns when its timeout passed (io flags are never 0)
+_IN_HUB = "a blocking call was made from inside the hub (in a callback); spawn a greenlet for it"
 
 
 class LoopExit(Exception):
@@ -160,39 +162,73 @@ class Hub:
 
     def switch(self) -> Any:
         """Block the current greenlet until something armed resumes it."""
-        cur = getcurrent()
-        if cur is self.glet:
-            raise RuntimeError("a blocking call was made from inside the hub (in a callback); spawn a greenlet for it")
+        if getcurrent() is self.glet:
+            raise RuntimeError(_IN_HUB)
         return self.glet.switch()
 
     # Blocking helpers -----------------------------------------------------
+    def block(self, io: Io | None = None, events: int = 0, timeout: float | None = None,
+              timer: Timer | None = None, fd: int | None = None) -> Any:
+        """Block the current greenlet until `io` is ready for `events`, or
+        `timeout` seconds pass, or whatever else it armed resumes it (a
+        Waiter); return which: io's ready flags (READ/WRITE/ERROR, never 0),
+        TIMEOUT (0) when the timeout passed, or the value it was switched
+        with. However the wait ends (also by a throw: a Timeout, a kill, a
+        socket closed under it), io and the timer are disarmed on the way out.
+
+        `timer` lets a caller reuse one timer across waits (sockets do);
+        otherwise one is made for the wait. With `fd` and no `io`, a watcher
+        is taken from the hub's pool for the wait and given back after
+        (wait_read). This is the hub's one arm/switch/clean-up: wait_io,
+        sleep, Waiter.get and wait_read/wait_write all go through it."""
+        cur = getcurrent()
+        glet = self.glet
+        if cur is glet:
+            raise RuntimeError(_IN_HUB)
+        pool = None
+        if io is None and fd is not None:
+            pool = self.io_pool
+            io = pool.pop() if pool else Io(self.loop, fd, events)
+        own = False
+        try:
+            if io is not None:
+                io.callback = cur.switch
+                if pool is None:
+                    io.start(events)
+                else:
+                    io.rebind_start(fd, events)  # type: ignore[arg-type]  # a fresh token
+                io.waiter = cur
+            if timeout is not None:
+                if timer is None:
+                    timer = Timer(self.loop)
+                    own = True
+                timer.callback = cur.switch  # a timer's item carries flags 0: TIMEOUT
+                timer.start(timeout if timeout > 0.0 else 0.0, 0.0)
+            return glet.switch()
+        finally:
+            if io is not None:
+                io.waiter = None
+                if io.active:
+                    io.stop()
+                if pool is not None:
+                    # Back to the pool unregistered (rebind_start registers
+                    # it again) and holding no greenlet.
+                    self.loop.watchers.pop(io.token, None)
+                    io.callback = None
+                    if len(pool) < 64:
+                        pool.append(io)
+            if timer is not None:
+                if own:
+                    timer.close()
+                elif timer.active:
+                    timer.stop()
+
     def wait_io(self, watcher: Io, events: int, timeout: float | None = None, timer: Timer | None = None) -> int:
         """Block until `watcher`'s fd is ready for `events`; return the ready
         flags (READ/WRITE/ERROR), or 0 if `timeout` expired first.
 
         `timer` lets a caller reuse one timer across waits (sockets do)."""
-        cur = getcurrent()
-        watcher.callback = cur.switch
-        watcher.waiter = cur
-        watcher.start(events)
-        own = False
-        if timeout is not None:
-            own = timer is None
-            if timer is None:
-                timer = Timer(self.loop)
-            timer.callback = cur.switch  # a timer event carries flags 0
-            timer.start(max(timeout, 0.0), 0.0)
-        try:
-            return self.switch()
-        finally:
-            watcher.waiter = None
-            if watcher.active:
-                watcher.stop()
-            if timeout is not None:
-                if own:
-                    timer.close()  # type: ignore[union-attr]
-                elif timer.active:  # type: ignore[union-attr]
-                    timer.stop()  # type: ignore[union-attr]
+        return self.block(watcher, events, timeout, timer)
 
     def cancel_wait(self, watcher: Io, exc: BaseException) -> None:
         """Wake the greenlet blocked in `wait_io` on `watcher` (if any) with
@@ -205,12 +241,15 @@ class Hub:
             self.run_callback(_throw_if_still_waiting, watcher, g, exc)
 
     def sleep(self, seconds: float) -> None:
-        cur = getcurrent()
-        glet = self.glet
-        if cur is glet:
-            raise RuntimeError("a blocking call was made from inside the hub (in a callback); spawn a greenlet for it")
+        """Block the current greenlet for `seconds`; with 0 (or less), only
+        let every other ready greenlet run first."""
         if seconds <= 0:
-            # Inlined run_callback/switch/cancel: sleep(0) is a hot path.
+            # A queued callback as the resumer, inlined (run_callback,
+            # switch, cancel): sleep(0) is a hot path, and no watcher.
+            cur = getcurrent()
+            glet = self.glet
+            if cur is glet:
+                raise RuntimeError(_IN_HUB)
             cb = Callback(cur.switch, ())
             self._queue.append(cb)
             try:
@@ -218,13 +257,7 @@ class Hub:
             finally:
                 cb.fn = None
             return
-        timer = Timer(self.loop)
-        timer.callback = cur.switch
-        timer.start(seconds, 0.0)
-        try:
-            glet.switch()
-        finally:
-            timer.close()
+        self.block(None, 0, seconds)
 
     # The loop -------------------------------------------------------------
     def _run(self) -> None:
@@ -432,29 +465,22 @@ class Waiter:
             self.glet = None
             g.throw(exc)
 
-    def _timeout(self, _flags: int) -> None:
-        self.timed_out = True
-        self.switch(None)
-
     def get(self, timeout: float | None = None) -> Any:
         """Block until switched; returns the value (None on timeout, and
         `timed_out` is then True)."""
-        hub = self.hub
         self.glet = getcurrent()
         self.timed_out = False
-        if timeout is None:
-            try:
-                return hub.switch()
-            finally:
-                self.glet = None
-        timer = Timer(hub.loop)
-        timer.callback = self._timeout
-        timer.start(max(timeout, 0.0), 0.0)
         try:
-            return hub.switch()
+            value = self.hub.block(None, 0, timeout)
         finally:
+            # switch/throw clear `glet` before they resume the greenlet:
+            # still set, it was the timer that did (or the wait failed).
+            expired = self.glet is not None
             self.glet = None
-            timer.close()
+        if expired and timeout is not None:
+            self.timed_out = True
+            return None
+        return value
 
 
 _NONE = object()
@@ -621,7 +647,11 @@ def spawn_later(seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs:
 def sleep(seconds: float = 0) -> None:
     """Block the current greenlet; `sleep(0)` lets every other ready greenlet
     run first."""
-    get_hub().sleep(seconds)
+    hub = get_hub()
+    if seconds <= 0:
+        hub.sleep(0)
+    else:
+        hub.block(None, 0, seconds)  # (Hub.sleep's other half: one call less)
 
 
 def joinall(greenlets: Iterable[Greenlet], timeout: float | None = None) -> list[Greenlet]:
@@ -762,43 +792,16 @@ def with_timeout(seconds: float, fn: Callable[..., T], *args: Any, timeout_value
         timeout.cancel()
 
 
-def _wait_fd(fd: int, events: int, timeout: float | None) -> None:
-    hub = get_hub()
-    cur = getcurrent()
-    if cur is hub.glet:
-        raise RuntimeError("a blocking call was made from inside the hub (in a callback); spawn a greenlet for it")
-    pool = hub.io_pool
-    io = pool.pop() if pool else Io(hub.loop, fd, events)
-    io.callback = cur.switch
-    io.rebind_start(fd, events)
-    timer = None
-    if timeout is not None:
-        timer = Timer(hub.loop)
-        timer.callback = cur.switch  # a timer event carries flags 0
-        timer.start(max(timeout, 0.0), 0.0)
-    io.waiter = cur
-    try:
-        flags = hub.glet.switch()
-    finally:
-        io.waiter = None
-        if io.active:
-            io.stop()
-        hub.loop.watchers.pop(io.token, None)
-        if len(pool) < 64:
-            pool.append(io)
-        if timer is not None:
-            timer.close()
-    if not flags:
-        raise TimeoutError(f"timed out waiting for fd {fd}")
-
-
 def wait_read(fd: int, timeout: float | None = None) -> None:
     """Block until `fd` is readable; TimeoutError after `timeout` seconds."""
-    _wait_fd(fd, READ, timeout)
+    if not get_hub().block(None, READ, timeout, None, fd):
+        raise TimeoutError(f"timed out waiting for fd {fd}")
 
 
 def wait_write(fd: int, timeout: float | None = None) -> None:
     """Block until `fd` is writable; TimeoutError after `timeout` seconds."""
-    _wait_fd(fd, WRITE, timeout)
+    if not get_hub().block(None, WRITE, timeout, None, fd):
+        raise TimeoutError(f"timed out waiting for fd {fd}")
+
 
 
