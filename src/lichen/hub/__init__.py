@@ -10,6 +10,7 @@
 #   waiting    Waiter, sleep, wait, wait_read, wait_write
 #   timeouts   Timeout, with_timeout
 #   greenlets  Greenlet, spawn, spawn_later, joinall, killall
+#   workqueue  WorkQueue: items served in turn by parked worker greenlets
 #
 # This file only re-exports; no module of the package imports it.
 from __future__ import annotations
@@ -22,10 +23,11 @@ from lichen.hub.scheduler import (
 )
 from lichen.hub.timeouts import Timeout, with_timeout
 from lichen.hub.waiting import Waiter, sleep, wait, wait_read, wait_write
+from lichen.hub.workqueue import WorkQueue
 
 __all__ = [
     "Hub", "Greenlet", "Timeout", "LoopExit", "GreenletExit", "Waiter", "get_hub",
     "spawn", "spawn_later", "sleep", "with_timeout", "wait_read", "wait_write",
     "call_soon_threadsafe", "wait", "joinall", "killall", "getcurrent", "throw_if_alive",
-    "Callback", "CALLBACK_BUDGET", "TIMEOUT",
+    "WorkQueue", "Callback", "CALLBACK_BUDGET", "TIMEOUT",
 ]
