@@ -174,44 +174,47 @@ class Hub:
         socket closed under it), io and the timer are disarmed on the way out.
 
         `timer` lets a caller reuse one timer across waits (sockets do);
-        otherwise one is made for the wait. With `fd` and no `io`, a watcher
-        is taken from the hub's pool for the wait and given back after
-        (wait_read). This is the hub's one arm/switch/clean-up: wait_io,
-        sleep, Waiter.get and wait_read/wait_write all go through it."""
+        otherwise one is made for the wait. `fd`, instead of `io`: wait on
+        that descriptor with a watcher taken from the hub's pool, rebound
+        under a fresh token and given back after (wait_read, wait_write).
+        This is the hub's one arm/switch/clean-up: wait_io, sleep, a timed
+        Waiter.get and wait_read/wait_write all go through it."""
         cur = getcurrent()
         glet = self.glet
         if cur is glet:
             raise RuntimeError(_IN_HUB)
-        pool = None
-        if io is None and fd is not None:
-            pool = self.io_pool
-            io = pool.pop() if pool else Io(self.loop, fd, events)
-        own = False
+        if io is None:
+            if fd is not None:
+                pool = self.io_pool
+                io = pool.pop() if pool else Io(self.loop, fd, events)
+            elif timeout is None:
+                return glet.switch()  # nothing to arm: a Waiter's resumer is its own
+        own = timer is None  # (only looked at when a timeout armed one)
         try:
             if io is not None:
                 io.callback = cur.switch
-                if pool is None:
+                if fd is None:
                     io.start(events)
                 else:
-                    io.rebind_start(fd, events)  # type: ignore[arg-type]  # a fresh token
+                    io.rebind_start(fd, events)  # a pooled watcher: a fresh token
                 io.waiter = cur
             if timeout is not None:
-                if timer is None:
+                if own:
                     timer = Timer(self.loop)
-                    own = True
-                timer.callback = cur.switch  # a timer's item carries flags 0: TIMEOUT
-                timer.start(timeout if timeout > 0.0 else 0.0, 0.0)
+                timer.callback = cur.switch  # type: ignore[union-attr]  # flags 0: TIMEOUT
+                timer.start(timeout if timeout > 0.0 else 0.0, 0.0)  # type: ignore[union-attr]
             return glet.switch()
         finally:
             if io is not None:
                 io.waiter = None
                 if io.active:
                     io.stop()
-                if pool is not None:
-                    # Back to the pool unregistered (rebind_start registers
+                if fd is not None:
+                    # Back to the pool, unregistered (rebind_start registers
                     # it again) and holding no greenlet.
                     self.loop.watchers.pop(io.token, None)
                     io.callback = None
+                    pool = self.io_pool
                     if len(pool) < IO_POOL_SIZE:
                         pool.append(io)
             if timer is not None:

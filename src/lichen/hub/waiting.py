@@ -1,9 +1,9 @@
 # lichen.hub.waiting: blocking as functions: Waiter, sleep, wait_read and
 # wait_write, and wait() (run the hub until idle).
 #
-# Strategy: every wait here goes through `Hub.block`, which arms the
-# resumers, switches to the hub and disarms them however the wait ends (see
-# lichen.hub.scheduler). A Waiter is the resumer for code outside the hub:
+# Strategy: every wait here that arms a watcher goes through `Hub.block`,
+# which arms it, switches to the hub and disarms it however the wait ends
+# (see lichen.hub.scheduler). A Waiter is the resumer for code outside the hub:
 # a sync primitive or a thread pool registers it and schedules its
 # switch/throw through the hub, and both clear `glet` before they resume the
 # greenlet, which is how a timed `get` tells a wake-up from its timeout.
@@ -54,16 +54,17 @@ class Waiter:
         self.glet = getcurrent()
         self.timed_out = False
         try:
+            if timeout is None:
+                return self.hub.switch()  # (block would arm nothing)
             value = self.hub.block(None, 0, timeout)
-        finally:
             # switch/throw clear `glet` before they resume the greenlet:
-            # still set, it was the timer that did (or the wait failed).
-            expired = self.glet is not None
-            self.glet = None
-        if expired and timeout is not None:
+            # still set, it was the timer that did.
+            if self.glet is None:
+                return value
             self.timed_out = True
             return None
-        return value
+        finally:
+            self.glet = None
 
 
 _WAIT_DONE = object()
@@ -72,11 +73,10 @@ _WAIT_DONE = object()
 def sleep(seconds: float = 0) -> None:
     """Block the current greenlet; `sleep(0)` lets every other ready greenlet
     run first."""
-    hub = get_hub()
     if seconds <= 0:
-        hub.sleep(0)
+        get_hub().sleep(0)
     else:
-        hub.block(None, 0, seconds)  # (Hub.sleep's other half: one call less)
+        get_hub().block(None, 0, seconds)  # (Hub.sleep's other half: one call less)
 
 
 def wait(timeout: float | None = None) -> None:
