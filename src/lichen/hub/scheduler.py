@@ -82,11 +82,13 @@ class Callback:
         self.args = args
 
     def cancel(self) -> None:
+        """Make the call a no-op (nothing happens if it already ran)."""
         self.fn = None
         self.args = ()
 
     @property
     def pending(self) -> bool:
+        """True until the call runs or is cancelled."""
         return self.fn is not None
 
 

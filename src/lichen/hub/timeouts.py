@@ -39,9 +39,12 @@ class Timeout(BaseException):
 
     @property
     def pending(self) -> bool:
+        """True while started and not yet fired or cancelled."""
         return self._timer is not None and self._timer.active
 
     def start(self) -> Timeout:
+        """Arm the timer for the current greenlet (a no-op for seconds=None);
+        returns self."""
         if self.pending:
             raise RuntimeError("this Timeout is already started")
         if self.seconds is None:
@@ -56,6 +59,7 @@ class Timeout(BaseException):
 
     @classmethod
     def start_new(cls, seconds: float | None = None, exception: Any = None) -> Timeout:
+        """A new Timeout, started."""
         return cls(seconds, exception).start()
 
     def _error(self) -> BaseException:
@@ -71,6 +75,7 @@ class Timeout(BaseException):
             g.throw(self._error())
 
     def cancel(self) -> None:
+        """Disarm; the Timeout can be started again."""
         if self._timer is not None:
             self._timer.close()
             self._timer = None
