@@ -1,6 +1,7 @@
 # Spec tests for lichen.hub: spawning and the greenlet handle, sleeping and
-# scheduling order, timeouts, fd waits, cross-thread callbacks, error
-# reporting, LoopExit/wait(), and one independent hub per thread.
+# scheduling order, timeouts, fd waits and the wait helper under them all
+# (Hub.block), cross-thread callbacks, error reporting, LoopExit/wait(), and
+# one independent hub per thread.
 from __future__ import annotations
 
 import gc
@@ -13,7 +14,7 @@ import pytest
 
 from helpers import fd_count, hub_hygiene, idle_hub  # noqa: F401  (fixtures)
 from lichen.hub import (
-    Greenlet, GreenletExit, LoopExit, Timeout, Waiter, call_soon_threadsafe, get_hub, getcurrent,
+    TIMEOUT, Greenlet, GreenletExit, LoopExit, Timeout, Waiter, call_soon_threadsafe, get_hub, getcurrent,
     joinall, killall, sleep, spawn, spawn_later, wait, wait_read, wait_write, with_timeout,
 )
 from lichen.loop import READ
@@ -486,6 +487,60 @@ def test_wait_write_with_timeout_raises_timeout_error_on_a_full_socket(pair):
     with pytest.raises(TimeoutError):
         wait_write(a.fileno(), timeout=0.05)
     assert 0.04 <= elapsed_since(t0) < 0.5
+
+
+
+# Hub.block: the one arm/switch/clean-up ------------------------------------------------
+def test_block_returns_the_io_flags_or_timeout(pair):
+    a, b = pair
+    hub = get_hub()
+    io = hub.loop.io(a.fileno(), READ)
+    try:
+        b.send(b"x")
+        assert hub.block(io, READ, 1.0) == READ
+        a.recv(1)
+        assert hub.block(io, READ, 0.01) == TIMEOUT == 0
+    finally:
+        io.close()
+
+
+def test_a_throw_into_a_blocked_greenlet_disarms_its_io_and_its_timer(pair):
+    a, _ = pair
+    hub = get_hub()
+    io = hub.loop.io(a.fileno(), READ)
+    timer = hub.loop.timer()
+
+    def waiter():
+        hub.block(io, READ, 10, timer)
+
+    g = spawn(waiter)
+    sleep(0)
+    assert io.active and timer.active and io.waiter is g
+    g.kill()
+    assert g.dead and not io.active and not timer.active and io.waiter is None
+    assert not io.libev_active and not timer.libev_active
+    io.close()
+    timer.close()
+
+
+def test_a_waiter_switched_with_zero_before_its_timeout_did_not_time_out():
+    # 0 is also what a timer resumes a greenlet with: the Waiter must tell
+    # its waker's 0 from its own timeout.
+    waiter = Waiter()
+    get_hub().run_callback(waiter.switch, 0)
+    assert waiter.get(timeout=5) == 0 and not waiter.timed_out
+    assert Waiter().get(timeout=0.01) is None
+
+
+def test_wait_read_gives_its_watcher_back_to_the_pool_holding_no_greenlet(pair):
+    a, b = pair
+    hub = get_hub()
+    b.send(b"x")
+    g = spawn(wait_read, a.fileno(), 1)
+    g.join()
+    io = hub.io_pool[-1]
+    assert not io.active and io.callback is None and io.waiter is None
+    assert io.token not in hub.loop.watchers
 
 
 # Stale events of a batch --------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from helpers import hub_hygiene  # noqa: F401  (autouse fixture)
-from lichen.hub import Hub
 from lichen.loop import BACKENDS, READ, WRITE, Loop, libev_version, supported_backends
 
 
@@ -32,6 +32,10 @@ def pair():
     yield a, b
     a.close()
     b.close()
+
+
+def reraise(_watcher: Any, exc: BaseException) -> None:
+    raise exc
 
 
 def poll(lp: Loop, timeout: float = 2.0) -> list[int]:
@@ -351,12 +355,79 @@ def test_a_watcher_closed_while_its_event_is_queued_is_never_called(loop):
             w.start()
         items = poll(loop)
         assert sorted(i >> 3 for i in items) == sorted(w.token for w in ws)  # both queued
-        Hub._dispatch(items, loop.watchers, loop.iteration)  # the hub's drain
+        loop.dispatch(items, reraise)  # the drain the hub runs
         assert len(calls) == 1
     finally:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+
+# Dispatch: the loop drains its own ready items ------------------------------------------
+def test_dispatch_reports_a_failing_callback_and_goes_on_with_the_next_item(loop):
+    timers = [loop.timer(0.0) for _ in range(3)]
+    calls, errors = [], []
+
+    def cb(flags):
+        calls.append(flags)
+        if len(calls) == 1:
+            raise ValueError("first")
+
+    for t in timers:
+        t.callback = cb
+        t.start()
+    items = poll(loop)
+    loop.dispatch(items, lambda w, exc: errors.append((w, exc)))
+    assert calls == [0, 0, 0]
+    assert len(errors) == 1 and errors[0][0] in timers and isinstance(errors[0][1], ValueError)
+    assert not any(t.active for t in timers)  # one-shot: claimed
+
+
+def test_a_drain_ended_by_on_error_resumes_from_last_items_without_repeats(loop):
+    timers = [loop.timer(0.0) for _ in range(3)]
+    called = []
+
+    def make_cb(t):
+        def cb(_flags):
+            called.append(t)
+            if len(called) == 1:
+                raise KeyboardInterrupt
+        return cb
+
+    for t in timers:
+        t.callback = make_cb(t)
+        t.start()
+    items = poll(loop)
+    with pytest.raises(KeyboardInterrupt):
+        loop.dispatch(items, reraise)
+    assert len(called) == 1
+    assert loop.last_items() == items  # still in the C array until the next run
+    loop.dispatch(loop.last_items(), reraise)
+    assert sorted(t.token for t in called) == sorted(t.token for t in timers)  # each once
+
+
+def test_dispatch_balances_the_ref_of_an_unrefd_one_shot_watcher(loop):
+    keep = loop.timer(10)
+    keep.start()
+    t = loop.timer(0.0)
+    t.unref()
+    t.callback = lambda _flags: None
+    t.start()
+    loop.dispatch(poll(loop), reraise)
+    keep.close()
+    # Had the claim not re-counted it, libev's count would be off by one and
+    # the loop would report itself dead, or alive, wrongly.
+    assert loop.run_once(False) == ([], False)
+
+
+def test_abandon_frees_the_c_loop_but_keeps_the_watchers():
+    lp = Loop()
+    t = lp.timer(5)
+    t.start()
+    lp.abandon()
+    lp.abandon()
+    assert lp.destroyed and lp.watchers == {t.token: t}
 
 
 # Stale items: the active flag never disagrees with libev -------------------------------

@@ -79,7 +79,7 @@ class socket(FileMethods):
                 raise BlockingIOError(errno.EAGAIN, "operation would block (non-blocking socket)")
         if self._closed and self._io_refs <= 0:
             raise _closed_error()
-        if self._hub.loop._ptr is None:
+        if self._hub.loop.destroyed:
             self._rebind_hub()
         if events == READ:
             w = self._rio
@@ -397,7 +397,7 @@ class socket(FileMethods):
             self._real_close()
 
     def _real_close(self) -> None:
-        if self._hub.loop._ptr is not None:
+        if not self._hub.loop.destroyed:
             self._cancel_waiters()
         self._sock.close()
 
@@ -410,7 +410,7 @@ class socket(FileMethods):
     def detach(self) -> int:
         """Release the fd without closing it (waiters are woken first)."""
         self._closed = True
-        if self._hub.loop._ptr is not None:
+        if not self._hub.loop.destroyed:
             self._cancel_waiters()
         return self._sock.detach()
 
@@ -427,7 +427,7 @@ class socket(FileMethods):
     def __del__(self) -> None:
         # A socket dropped without close(): release the watchers' hold on the loop.
         try:
-            if not self._closed and self._hub.loop._ptr is not None:
+            if not self._closed and not self._hub.loop.destroyed:
                 for w in (self._rio, self._wio, self._timer):
                     if w is not None and not w.active:
                         w.close()
