@@ -266,6 +266,18 @@ def test_proxy_keys_that_every_or_some_environs_have_flag_exactly_those(key):
         check(req, proxy_keys=keys)
 
 
+def test_builders_with_other_proxy_keys_each_get_their_own_answer():
+    # (The key cache remembers a key's answer for the builder that asked.)
+    req = requests_of(head(b"Host: a", b"X-Real-IP: 1.2.3.4", b"Accept: */*"))[1]
+    trusting = EnvironBuilder(make_base(), EMPTY_INPUT, PROXY_KEYS)
+    others = [EnvironBuilder(make_base(), EMPTY_INPUT, keys) for keys in (frozenset(), {"HTTP_ACCEPT"}, PROXY_KEYS)]
+    for _ in range(3):
+        assert trusting.build(PEER, req)[1] is True
+        assert [b.build(PEER, req)[1] for b in others] == [False, True, True]
+    trusting.__init__(make_base(), EMPTY_INPUT, frozenset())  # made again: asks again
+    assert trusting.build(PEER, req)[1] is False
+
+
 def test_proxy_keys_may_be_any_iterable_of_keys():
     assert EnvironBuilder(make_base(), EMPTY_INPUT, ["HTTP_X_REAL_IP"]).build(
         PEER, request((b"x-real-ip", b"1")))[1] is True

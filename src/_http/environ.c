@@ -20,7 +20,7 @@
 #include "common.h"
 #include <string.h>
 
-static PyObject *s_proto11, *s_proto10, *s_v10, *s_empty, *s_ffff, *s_comma, *s_semi, *s_http, *s_upper,
+static PyObject *s_proto11, *s_proto10, *s_v11, *s_v10, *s_empty, *s_ffff, *s_comma, *s_semi, *s_http, *s_upper,
     *s_dash, *s_underscore;
 static PyObject *k_remote_addr, *k_remote_port, *k_method, *k_path, *k_query, *k_raw_uri, *k_request_uri,
     *k_protocol, *k_input, *k_content_type, *k_content_length, *k_cookie, *k_host;
@@ -40,6 +40,7 @@ typedef struct {
     int always_proxied;     /* base, or a key every environ has, is a proxy key */
     int host_proxied;       /* HTTP_HOST is a proxy key */
     int check_fields;       /* there are proxy keys to look a field's key up in */
+    unsigned long long serial;  /* this builder's number, for the key cache's proxy answers */
     /* The request class last seen, its version tag then, and where its
      * instances keep the fields (-1: read with getattr). */
     PyTypeObject *req_type;
@@ -91,6 +92,8 @@ EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
     self->always_proxied = proxied;
     self->host_proxied = host;
     self->check_fields = PySet_GET_SIZE(proxy_keys) > 0;
+    static unsigned long long serials;
+    self->serial = ++serials;  /* (made again: the proxy keys may differ) */
     return 0;
 }
 
@@ -292,29 +295,50 @@ make_key(PyObject *name)
 /* Environ keys by header name: most requests carry the same few names.  A
  * slot holds the last name that hashed there (clients choose names: never
  * unbounded) and its key; the name object itself is kept, so the same
- * object (from the head parser's own name cache) matches by identity. */
+ * object (from the head parser's own name cache) matches by identity.  The
+ * slot also remembers whether its key is a proxy key for the builder that
+ * last asked (its serial), so a server's builder asks its set once. */
 #define KEY_SLOTS 256
-static struct {
+typedef struct {
     PyObject *name;
     PyObject *key;
-} key_cache[KEY_SLOTS];
+    unsigned long long proxy_serial;  /* 0: nobody asked yet */
+    int is_proxy;
+} key_entry;
+static key_entry key_cache[KEY_SLOTS];
 
-/* The key of `name` (a new reference; Py_None: dropped). */
-static PyObject *
+/* The cache entry of `name`, filled when it was not there (NULL with an
+ * error set when making its key failed). */
+static key_entry *
 environ_key(PyObject *name, Py_hash_t hash)
 {
-    size_t slot = (size_t)hash % KEY_SLOTS;
-    PyObject *cached = key_cache[slot].name;
+    key_entry *e = &key_cache[(size_t)hash % KEY_SLOTS];
+    PyObject *cached = e->name;
     if (cached == name ||
         (cached != NULL && PyBytes_GET_SIZE(cached) == PyBytes_GET_SIZE(name) &&
          memcmp(PyBytes_AS_STRING(cached), PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name)) == 0))
-        return Py_NewRef(key_cache[slot].key);
+        return e;
     PyObject *key = make_key(name);
     if (key == NULL)
         return NULL;
-    Py_XSETREF(key_cache[slot].name, Py_NewRef(name));
-    Py_XSETREF(key_cache[slot].key, Py_NewRef(key));
-    return key;
+    Py_XSETREF(e->name, Py_NewRef(name));
+    Py_XSETREF(e->key, key);
+    e->proxy_serial = 0;
+    return e;
+}
+
+/* Whether `key` (entry e's) is one of the builder's proxy keys. */
+static int
+is_proxy_key(EnvironBuilder *self, key_entry *e, PyObject *key)
+{
+    if (e->proxy_serial == self->serial && e->key == key)
+        return e->is_proxy;
+    int in = PySet_Contains(self->proxy_keys, key);
+    if (in >= 0 && e->key == key) {  /* (unless a base key's __eq__ replaced the entry meanwhile) */
+        e->proxy_serial = self->serial;
+        e->is_proxy = in;
+    }
+    return in;
 }
 
 /* Add one field to the environ under `key`: a repeated HTTP_* field joins
@@ -378,7 +402,8 @@ add_fields(EnvironBuilder *self, PyObject *env, PyObject *headers, int *proxied)
             Py_DECREF(pair);
             goto error;
         }
-        PyObject *key = environ_key(name, hash);
+        key_entry *e = environ_key(name, hash);
+        PyObject *key = e ? Py_NewRef(e->key) : NULL;
         int bad = key == NULL;
         if (!bad && key != Py_None) {
             unsigned int bit = (size_t)PyObject_Hash(key) % KEY_SLOTS;  /* (a str caches its hash) */
@@ -386,7 +411,7 @@ add_fields(EnvironBuilder *self, PyObject *env, PyObject *headers, int *proxied)
             seen[bit / 8] |= (unsigned char)(1u << (bit % 8));
             bad = add_field(env, key, PyTuple_GET_ITEM(pair, 1), repeat || self->base_has_fields) < 0;
             if (!bad && !*proxied && self->check_fields) {
-                int in = PySet_Contains(self->proxy_keys, key);
+                int in = is_proxy_key(self, e, key);
                 bad = in < 0;
                 *proxied = in > 0;
             }
@@ -448,7 +473,8 @@ EnvironBuilder_build(EnvironBuilder *self, PyObject *const *args, Py_ssize_t nar
     Py_DECREF(uri);
     if (bad)
         goto done;
-    int v10 = PyObject_RichCompareBool(f[F_VERSION], s_v10, Py_EQ);
+    PyObject *version = f[F_VERSION];
+    int v10 = version == s_v10 ? 1 : version == s_v11 ? 0 : PyObject_RichCompareBool(version, s_v10, Py_EQ);
     if (v10 < 0 || PyDict_SetItem(env, k_protocol, v10 ? s_proto10 : s_proto11) < 0 ||
         PyDict_SetItem(env, k_input, inp) < 0)
         goto done;
@@ -514,7 +540,7 @@ PyInit__fastenv(void)
     for (int i = 0; i < N_FIELDS; i++)
         if (intern(&field_str[i], field_names[i]) < 0)
             return NULL;
-    if (intern(&s_v10, "1.0") < 0 || intern(&s_proto11, "HTTP/1.1") < 0 || intern(&s_proto10, "HTTP/1.0") < 0 ||
+    if (intern(&s_v11, "1.1") < 0 || intern(&s_v10, "1.0") < 0 || intern(&s_proto11, "HTTP/1.1") < 0 || intern(&s_proto10, "HTTP/1.0") < 0 ||
         intern(&s_empty, "") < 0 || intern(&s_ffff, "::ffff:") < 0 || intern(&s_comma, ", ") < 0 ||
         intern(&s_semi, "; ") < 0 || intern(&s_http, "HTTP_") < 0 || intern(&s_upper, "upper") < 0 ||
         intern(&s_dash, "-") < 0 || intern(&s_underscore, "_") < 0 ||
