@@ -15,8 +15,10 @@
 # valid and slightly-off heads, mutated valid heads, and every prefix of a
 # head (a few seconds in all; LICHEN_FUZZ_SCALE=N for a longer, randomly
 # seeded campaign).  Only the lane's *agreement* is required for inputs
-# outside the listed accepted cases: a stricter lane is always correct.  The
-# environ of what the lane takes is the builder's, tested in
+# outside the listed accepted cases: a stricter lane is always correct; but
+# the grammar and mutation runs also require the lane to take a minimum share
+# of what they generate, so that agreement cannot come from declining
+# everything.  The environ of what the lane takes is the builder's, tested in
 # test_wsgi_environ_c.py.
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ from lichen._fasthead import HeadParser
 from lichen.http import END_OF_MESSAGE, Request, RequestParser
 
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+# Shares of the generated requests the lane must take.  Measured: 40 % of
+# the grammar's heads and 27 % of the mutated ones in the derandomized runs,
+# 35-39 % and 32-33 % in random ones (LICHEN_FUZZ_SCALE=5); hence floors
+# with a margin.
+GRAMMAR_FLOOR = 0.30
+MUTATED_FLOOR = 0.20
 
 
 def fast_parser(limits: dict) -> HeadParser:
@@ -477,16 +485,28 @@ def test_one_fast_parser_reads_each_request_on_its_own():
 
 
 # Property tests ----------------------------------------------------------------------
-@examples(300)
-@given(st.data(), grammar_request())
-def test_grammar_requests_are_read_like_the_parser_reads_them_or_left_to_it(draw, data):
-    lane(data, **draw.draw(limits_for(data)))
+def test_grammar_requests_are_read_like_the_parser_reads_them_or_left_to_it():
+    taken: list[bool] = []
+
+    @examples(300)
+    @given(st.data(), grammar_request())
+    def run(draw, data):
+        taken.append(lane(data, **draw.draw(limits_for(data))) is not None)
+
+    run()
+    assert sum(taken) >= GRAMMAR_FLOOR * len(taken), f"the lane took {sum(taken)} of {len(taken)}"
 
 
-@examples(300)
-@given(st.data(), mutated(st.one_of(plain_request(), st.tuples(plain_request(), plain_request()).map(b"".join))))
-def test_mutated_requests_are_read_like_the_parser_reads_them_or_left_to_it(draw, data):
-    lane(data, **draw.draw(limits_for(data)))
+def test_mutated_requests_are_read_like_the_parser_reads_them_or_left_to_it():
+    taken: list[bool] = []
+
+    @examples(300)
+    @given(st.data(), mutated(st.one_of(plain_request(), st.tuples(plain_request(), plain_request()).map(b"".join))))
+    def run(draw, data):
+        taken.append(lane(data, **draw.draw(limits_for(data))) is not None)
+
+    run()
+    assert sum(taken) >= MUTATED_FLOOR * len(taken), f"the lane took {sum(taken)} of {len(taken)}"
 
 
 @examples(200)

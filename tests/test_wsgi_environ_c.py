@@ -34,6 +34,12 @@ PEER = ("127.0.0.1", 5555)
 PROXY_KEYS = frozenset(("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED",
                         "HTTP_X_REAL_IP"))
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+# Shares of the grammar's heads each lane must read, so that the builder is
+# compared on requests from both (measured: the parser reads 48 % and the
+# fast lane 42 % of them in the derandomized run, 49 % and 39 % in a random
+# one with LICHEN_FUZZ_SCALE=5).
+PARSER_FLOOR = 0.35
+FAST_FLOOR = 0.30
 
 
 def make_base(extra: dict | None = None) -> dict:
@@ -430,13 +436,23 @@ setting = st.tuples(st.sampled_from(REMOTES), st.sampled_from([None] * 6 + BASE_
                     st.sampled_from(PROXY_KEY_SETS), st.sampled_from([None, None, object()]))
 
 
-@examples(300)
-@given(st.data(), grammar_request(), setting)
-def test_grammar_requests_from_both_lanes_build_the_oracles_environ(draw, data, setting):
-    remote, extra, keys, inp = setting
-    for req in requests_of(data, draw.draw(limits_for(data))):
-        if req is not None:
-            check(req, remote, make_base(extra), inp, keys)
+def test_grammar_requests_from_both_lanes_build_the_oracles_environ():
+    seen = {"parser": 0, "fast": 0, "all": 0}
+
+    @examples(300)
+    @given(st.data(), grammar_request(), setting)
+    def run(draw, data, setting):
+        remote, extra, keys, inp = setting
+        parsed, taken = requests_of(data, draw.draw(limits_for(data)))
+        seen["all"] += 1
+        for lane, req in (("parser", parsed), ("fast", taken)):
+            if req is not None:
+                seen[lane] += 1
+                check(req, remote, make_base(extra), inp, keys)
+
+    run()
+    assert seen["parser"] >= PARSER_FLOOR * seen["all"], seen
+    assert seen["fast"] >= FAST_FLOOR * seen["all"], seen
 
 
 @examples(200)
