@@ -55,7 +55,7 @@ EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
     PyObject *base, *empty_input, *keys = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|O", kwlist, &PyDict_Type, &base, &empty_input, &keys))
         return -1;
-    PyObject *proxy_keys = PyFrozenSet_New(keys);  /* (a frozenset itself when given one) */
+    PyObject *proxy_keys = PyFrozenSet_New(keys);  /* (any iterable of keys: a frozen copy) */
     if (proxy_keys == NULL)
         return -1;
     Py_XSETREF(self->proxy_keys, proxy_keys);
@@ -387,12 +387,17 @@ add_fields(EnvironBuilder *self, PyObject *env, PyObject *headers, int *proxied)
     /* (The size is read again each time: nothing here runs Python code on
      * str keys, but a base environ's own keys might.) */
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "request headers must be (name, value) tuples");
+        /* (A pair is a 2-tuple from either lane; anything else is unpacked
+         * as Python would.) */
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *pair = PyTuple_CheckExact(item) ? Py_NewRef(item) : PySequence_Tuple(item);
+        if (pair == NULL)
+            goto error;
+        if (PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_ValueError, "a request header must be a (name, value) pair");
+            Py_DECREF(pair);
             goto error;
         }
-        Py_INCREF(pair);
         PyObject *name = PyTuple_GET_ITEM(pair, 0);
         Py_hash_t hash = PyBytes_Check(name) ? PyObject_Hash(name) : -1;
         if (hash == -1) {
