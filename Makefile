@@ -54,11 +54,12 @@ test: setup testdeps
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory sanitize
 
-# Sanitizer run, also the last step of `make test` (about 20 s): the C
-# extensions lichen._ev and lichen._fastpath rebuilt with AddressSanitizer and
+# Sanitizer run, also the last step of `make test` (about 25 s): the C
+# extensions lichen._ev, lichen._fasthead and lichen._fastenv (one per C file
+# in src/_http/, each named in SAN_HTTP) rebuilt with AddressSanitizer and
 # UBSan (every UB fatal) into $(SAN_DIR), the .venv build left alone; then the
-# fast-lane, loop and hub tests against them (tests/sanitize_plugin.py makes
-# the imports pick them), with the ASan runtime preloaded and
+# fast-lane, environ, loop and hub tests against them (tests/sanitize_plugin.py
+# makes the imports pick them), with the ASan runtime preloaded and
 # PYTHONMALLOC=malloc so that ASan also sees the buffers of Python objects.
 # pytest captures only sys.stdout/err, so a report reaches the terminal; the
 # first one ends the run with exit status 86. libstdc++ is preloaded as well:
@@ -68,7 +69,8 @@ test: setup testdeps
 SAN_DIR   := build/sanitize
 SAN_CC    ?= gcc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
-SAN_TESTS := tests/test_http_fastpath.py tests/test_loop.py tests/test_hub.py
+SAN_HTTP  := head:_fasthead environ:_fastenv
+SAN_TESTS := tests/test_http_fastpath.py tests/test_wsgi_environ_c.py tests/test_loop.py tests/test_hub.py
 SAN_ENV    = LD_PRELOAD="$$($(SAN_CC) -print-file-name=libasan.so) $$($(SAN_CC) -print-file-name=libstdc++.so)" \
              ASAN_OPTIONS=detect_leaks=0:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86 \
              PYTHONMALLOC=malloc LICHEN_SANITIZED=$(SAN_DIR) PYTHONPATH=tests
@@ -82,7 +84,10 @@ sanitize: setup
 	inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') && \
 	ext=$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))') && \
 	$(SAN_CC) -shared -fPIC $(SAN_FLAGS) -I"$$inc" $(SAN_DIR)/_ev.c -lev -o $(SAN_DIR)/_ev$$ext && \
-	$(SAN_CC) -shared -fPIC $(SAN_FLAGS) -I"$$inc" src/_http/fastpath.c -o $(SAN_DIR)/_fastpath$$ext
+	for pair in $(SAN_HTTP); do \
+		$(SAN_CC) -shared -fPIC $(SAN_FLAGS) -Wall -Wextra -I"$$inc" src/_http/$${pair%%:*}.c \
+			-o $(SAN_DIR)/$${pair#*:}$$ext || exit 1; \
+	done
 	@status=0; $(SAN_ENV) $(PY) -m pytest -q --capture=sys -p sanitize_plugin -p no:cacheprovider $(SAN_TESTS) \
 		|| status=$$?; \
 	if [ $$status = 86 ]; then echo "make sanitize: FAILED, a sanitizer reported the error above"; fi; \
@@ -98,4 +103,5 @@ callgrind: setup
 	$(MAKE) --no-print-directory -C benchmarks callgrind
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o src/lichen/_fastpath*.so
+	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o src/lichen/_fastpath*.so \
+		src/lichen/_fasthead*.so src/lichen/_fastenv*.so

@@ -1,11 +1,11 @@
-# pytest plugin for `make sanitize`: `import lichen._ev` and `import
-# lichen._fastpath` load the AddressSanitizer/UBSan builds found in the
-# directory named by $LICHEN_SANITIZED instead of the normal builds in
-# src/lichen/.
+# pytest plugin for `make sanitize`: `import lichen._ev`, `import
+# lichen._fasthead` and `import lichen._fastenv` load the AddressSanitizer/UBSan
+# builds found in the directory named by $LICHEN_SANITIZED instead of the
+# normal builds in src/lichen/.
 #
 # Strategy: tests/conftest.py puts src/ first on sys.path, so a build
 # directory earlier on PYTHONPATH would lose to src/lichen/. Instead a
-# meta-path finder, placed first, answers for exactly those two module names;
+# meta-path finder, placed first, answers for exactly those module names;
 # everything else imports as usual. Loaded with `-p sanitize_plugin` (before
 # any conftest or test module imports lichen), and the session refuses to
 # start unless the modules in use are the sanitized ones: a run that quietly
@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 _DIR = os.path.abspath(os.environ.get("LICHEN_SANITIZED", "build/sanitize"))
-_NAMES = ("lichen._ev", "lichen._fastpath")
+_NAMES = ("lichen._ev", "lichen._fasthead", "lichen._fastenv")
 
 
 class _SanitizedExtensions:
-    """Finds the two C extensions in _DIR, and nothing else."""
+    """Finds the C extensions in _DIR, and nothing else."""
 
     @staticmethod
     def find_spec(name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
@@ -44,9 +44,10 @@ sys.meta_path.insert(0, _SanitizedExtensions())
 
 def pytest_configure(config: pytest.Config) -> None:
     import lichen._ev
-    import lichen._fastpath
+    import lichen._fastenv
+    import lichen._fasthead
 
-    for module in (lichen._ev, lichen._fastpath):
+    for module in (lichen._ev, lichen._fasthead, lichen._fastenv):
         where = os.path.dirname(os.path.abspath(module.__file__ or ""))
         if where != _DIR:
             raise pytest.UsageError(f"{module.__name__} was loaded from {where}, not the sanitized build in {_DIR}")

@@ -1,89 +1,53 @@
-# Differential tests of the C fast lane for request heads (lichen._fastpath).
+# Differential tests of the C fast lane's head parser (lichen._fasthead).
 # Strategy: the fast lane takes a strict subset of complete HTTP/1.x heads
 # (no body, or a Content-Length one that the caller reads after the head) and
-# builds the Request and WSGI environ itself; for anything
-# else parse() returns None and the server asks the Python path
-# (lichen.http.RequestParser + lichen.wsgi.environ.request_environ), which
-# stays the authority.  So every call here goes through `lane()`, which checks
-# the whole contract against that authority on the same bytes:
+# builds the Request itself; for anything else parse() returns None and the
+# server asks lichen.http.RequestParser, which stays the authority.  So every
+# call here goes through `lane()`, which checks the whole contract against
+# that authority on the same bytes:
 #   - accepted  => the parser reads exactly that Request from data[:consumed]
 #                  (then END_OF_MESSAGE, or the same body bytes when they are
-#                  all there), and request_environ() gives an equal environ
-#                  (same types too); `base` is never touched;
+#                  all there), with the same field types;
 #   - the parser rejects the first message => the lane returned None.
 # On top of that: one test per fallback trigger (None, and what the Python
-# path makes of it), one per accepted case (the environ fields), pipelining,
-# and hypothesis runs (derandomized, no database: CI sees the same examples)
-# over a grammar of valid and slightly-off heads, mutated valid heads, and
-# every prefix of a head (a few seconds in all; LICHEN_FUZZ_SCALE=N for a
-# longer, randomly seeded campaign).  Only the lane's *agreement* is required
-# for inputs outside the listed accepted cases: a stricter lane is always
-# correct.
+# path makes of it), one per accepted case, pipelining, and hypothesis runs
+# (derandomized, no database: CI sees the same examples) over a grammar of
+# valid and slightly-off heads, mutated valid heads, and every prefix of a
+# head (a few seconds in all; LICHEN_FUZZ_SCALE=N for a longer, randomly
+# seeded campaign).  Only the lane's *agreement* is required for inputs
+# outside the listed accepted cases: a stricter lane is always correct; but
+# the grammar and mutation runs also require the lane to take a minimum share
+# of what they generate, so that agreement cannot come from declining
+# everything.  The environ of what the lane takes is the builder's, tested in
+# test_wsgi_environ_c.py.
 from __future__ import annotations
 
-import os
-import string
 from dataclasses import fields
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from lichen._fastpath import FastParser
-from lichen.http import END_OF_MESSAGE, RemoteProtocolError, Request, RequestParser
-from lichen.wsgi.environ import base_environ, request_environ
-from lichen.wsgi.input import EMPTY_INPUT
-from mutations import mutated as mutate
+from head_grammar import (DEFAULTS, ODD_TAILS, TAILS, examples, grammar_request, head, limits_for, mutated,
+                          plain_request, python_reading)
+from lichen._fasthead import HeadParser
+from lichen.http import END_OF_MESSAGE, Request, RequestParser
 
-DEFAULTS = {"max_request_line": 8190, "max_header_bytes": 65536, "max_header_count": 100, "max_field_size": 8190,
-            "max_body": None}
-PEER = ("127.0.0.1", 5555)
-# The environ keys of the proxy headers a server trusts (lichen.proxy's defaults).
-PROXY_KEYS = frozenset(("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED",
-                        "HTTP_X_REAL_IP"))
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
-
-# As in test_http_fuzz.py: LICHEN_FUZZ_SCALE=N runs N times the examples, with random seeds.
-SCALE = max(1, int(os.environ.get("LICHEN_FUZZ_SCALE", "1")))
-
-
-def examples(n: int) -> settings:
-    return settings(max_examples=n * SCALE, deadline=None, derandomize=SCALE == 1, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Shares of the generated requests the lane must take.  Measured: 40 % of
+# the grammar's heads and 27 % of the mutated ones in the derandomized runs,
+# 35-39 % and 32-33 % in random ones (LICHEN_FUZZ_SCALE=5); hence floors
+# with a margin.
+GRAMMAR_FLOOR = 0.30
+MUTATED_FLOOR = 0.20
 
 
-def head(*lines: bytes, start: bytes = b"GET / HTTP/1.1") -> bytes:
-    return b"\r\n".join((start,) + lines) + b"\r\n\r\n"
-
-
-def make_base(extra: dict | None = None) -> dict:
-    return base_environ("localhost", "8000", "http", None, None, extra)
-
-
-def fast_parser(base: dict, limits: dict) -> FastParser:
-    return FastParser(base, EMPTY_INPUT, Request, limits["max_request_line"], limits["max_header_bytes"],
-                      limits["max_header_count"], limits["max_field_size"], limits["max_body"], PROXY_KEYS)
+def fast_parser(limits: dict) -> HeadParser:
+    return HeadParser(Request, limits["max_request_line"], limits["max_header_bytes"], limits["max_header_count"],
+                      limits["max_field_size"], limits["max_body"])
 
 
 # The authority ------------------------------------------------------------------------
-def python_reading(data: bytes, limits: dict) -> tuple[list, RemoteProtocolError | None]:
-    """What RequestParser makes of `data` fed whole: the events it delivers
-    (those queued before an error included) and the error, if any."""
-    p = RequestParser(**limits)
-    events: list = []
-    err = None
-    try:
-        p.feed(data)
-    except RemoteProtocolError as e:
-        err = e
-    try:
-        while (ev := p.next_event()) is not None:
-            events.append(ev)
-    except RemoteProtocolError as e:
-        err = e
-    return events, err
-
-
 def parser_takes(data: bytes, **limits) -> list:
     """The Python path accepts `data`: its events (no error)."""
     events, err = python_reading(data, {**DEFAULTS, **limits})
@@ -100,13 +64,12 @@ def parser_rejects(data: bytes, **limits) -> int:
 
 
 # The contract -------------------------------------------------------------------------
-def check_contract(data: bytes, got, remote, base: dict, limits: dict) -> None:
+def check_contract(data: bytes, got, limits: dict) -> None:
     if got is None:
         return  # falling back is always allowed
     events, err = python_reading(data, limits)
-    assert type(got) is tuple and len(got) == 4, got
-    env, req, consumed, proxied = got
-    assert proxied is (not PROXY_KEYS.isdisjoint(env))
+    assert type(got) is tuple and len(got) == 2, got
+    req, consumed = got
     # Safety: the parser must read the same first message from these very
     # bytes (whatever it thinks of bytes after that message): the head, and
     # a Content-Length body when all of it is here, else no error so far.
@@ -142,29 +105,19 @@ def check_contract(data: bytes, got, remote, base: dict, limits: dict) -> None:
     assert all(type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes
                for h in req.headers), req.headers
 
-    # Equivalence of the environ.
-    want = request_environ(base, remote, py_req, EMPTY_INPUT)
-    assert type(env) is dict and env is not base
-    assert env == want
-    assert {k: type(v) for k, v in env.items()} == {k: type(v) for k, v in want.items()}
-    assert env["wsgi.input"] is EMPTY_INPUT
 
-
-def lane(data: bytes, remote=PEER, base: dict | None = None, **limits):
-    """parse() through a fresh FastParser, checked against the contract."""
+def lane(data: bytes, **limits):
+    """parse() through a fresh HeadParser, checked against the contract."""
     limits = {**DEFAULTS, **limits}
-    base = make_base() if base is None else base
-    before = dict(base)
-    got = fast_parser(base, limits).parse(data, remote)
-    assert base == before and all(base[k] is before[k] for k in before), "parse() changed base"
-    check_contract(data, got, remote, base, limits)
+    got = fast_parser(limits).parse(data)
+    check_contract(data, got, limits)
     return got
 
 
-def accepted(data: bytes, remote=PEER, base: dict | None = None, **limits) -> tuple[dict, Request, int]:
-    got = lane(data, remote, base, **limits)
+def accepted(data: bytes, **limits) -> tuple[Request, int]:
+    got = lane(data, **limits)
     assert got is not None, "the fast lane did not take this request"
-    return got[:3]
+    return got
 
 
 # Fallback triggers: None, and the Python path does the job ----------------------------
@@ -176,14 +129,14 @@ def test_incomplete_head_falls_back():
 
 def test_content_length_body_is_left_to_the_caller_after_consumed():
     data = head(b"Host: a", b"Content-Length: 5", start=b"POST / HTTP/1.1") + b"hello"
-    env, req, consumed = accepted(data)
-    assert req.content_length == 5 and env["CONTENT_LENGTH"] == "5"
+    req, consumed = accepted(data)
+    assert req.content_length == 5
     assert data[consumed:] == b"hello"
 
 
 def test_content_length_head_is_taken_before_its_body_arrives():
     data = head(b"Host: a", b"Content-Length: 5", start=b"POST / HTTP/1.1")
-    assert accepted(data)[1].content_length == 5
+    assert accepted(data)[0].content_length == 5
 
 
 def test_content_length_over_max_body_falls_back():
@@ -194,13 +147,13 @@ def test_content_length_over_max_body_falls_back():
 
 def test_content_length_at_max_body_is_taken():
     data = head(b"Host: a", b"Content-Length: 10", start=b"POST / HTTP/1.1") + b"x" * 10
-    assert accepted(data, max_body=10)[1].content_length == 10
+    assert accepted(data, max_body=10)[0].content_length == 10
 
 
 def test_content_length_with_leading_zeros_is_read_as_the_parser_reads_it():
     data = head(b"Host: a", b"Content-Length: 007", start=b"POST / HTTP/1.1") + b"x" * 7
-    env, req, _ = accepted(data)
-    assert req.content_length == 7 and env["CONTENT_LENGTH"] == "007"
+    req, _ = accepted(data)
+    assert req.content_length == 7 and (b"content-length", b"007") in req.headers
 
 
 def test_content_length_too_long_to_be_a_number_here_falls_back():
@@ -334,6 +287,7 @@ def test_space_before_the_colon_of_a_header_name_falls_back():
         assert parser_rejects(data) == 400
 
 
+
 # Limits: right at a limit the lane may take the request, but must then agree ----------
 def test_at_the_limits_the_fast_lane_agrees_with_the_parser():
     line = b"GET /" + b"x" * 30 + b" HTTP/1.1"
@@ -396,140 +350,80 @@ def test_whitespace_around_a_value_counts_toward_the_header_bytes_limit():
     assert parser_rejects(data, max_header_bytes=size - 1) == 431
 
 
-# Accepted cases: the environ of what the fast lane takes ------------------------------
+# Accepted cases: the Request of what the fast lane takes ------------------------------
 def test_plain_get_is_taken():
-    env, req, consumed = accepted(GET)
+    req, consumed = accepted(GET)
     assert consumed == len(GET)
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["PATH_INFO"] == "/"
-    assert env["QUERY_STRING"] == ""
-    assert env["RAW_URI"] == env["REQUEST_URI"] == "/"
-    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
-    assert env["HTTP_HOST"] == "example.com"
-    assert env["REMOTE_ADDR"] == "127.0.0.1"
-    assert env["REMOTE_PORT"] == "5555"
-    assert env["SERVER_NAME"] == "localhost" and env["SERVER_PORT"] == "8000"
-    assert env["wsgi.url_scheme"] == "http"
-    assert req.keep_alive is True and req.host == b"example.com"
+    assert {f.name: getattr(req, f.name) for f in fields(Request)} == {
+        "method": "GET", "target": b"/", "path": b"/", "query": b"", "http_version": "1.1",
+        "headers": [(b"host", b"example.com")], "keep_alive": True, "content_length": None, "chunked": False,
+        "expect_continue": False, "host": b"example.com"}
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 def test_common_methods_without_a_body_are_taken(method):
-    env, req, _ = accepted(head(b"Host: a", start=method.encode() + b" /x HTTP/1.1"))
-    assert env["REQUEST_METHOD"] == req.method == method
+    req, _ = accepted(head(b"Host: a", start=method.encode() + b" /x HTTP/1.1"))
+    assert req.method == method
 
 
-def test_percent_encoded_path_is_decoded_in_path_info_but_kept_in_raw_uri():
-    env, _, _ = accepted(head(b"Host: a", start=b"GET /a%20b%2Fc HTTP/1.1"))
-    assert env["PATH_INFO"] == "/a b/c"
-    assert env["RAW_URI"] == env["REQUEST_URI"] == "/a%20b%2Fc"
-
-
-def test_query_string_is_kept_raw():
-    env, _, _ = accepted(head(b"Host: a", start=b"GET /p?q=a%20b&x=%2F+y HTTP/1.1"))
-    assert env["PATH_INFO"] == "/p"
-    assert env["QUERY_STRING"] == "q=a%20b&x=%2F+y"
-    assert env["RAW_URI"] == "/p?q=a%20b&x=%2F+y"
+def test_percent_encoded_path_and_query_are_kept_raw():
+    req, _ = accepted(head(b"Host: a", start=b"GET /a%20b%2Fc?q=a%20b&x=%2F+y HTTP/1.1"))
+    assert req.target == b"/a%20b%2Fc?q=a%20b&x=%2F+y"
+    assert req.path == b"/a%20b%2Fc" and req.query == b"q=a%20b&x=%2F+y"
 
 
 def test_http10_without_host_is_taken():
-    env, req, _ = accepted(b"GET /old HTTP/1.0\r\n\r\n")
-    assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
-    assert "HTTP_HOST" not in env and req.host is None
+    req, _ = accepted(b"GET /old HTTP/1.0\r\n\r\n")
+    assert req.http_version == "1.0" and req.host is None and req.headers == []
     assert req.keep_alive is False
 
 
 def test_connection_close_ends_keep_alive():
-    env, req, _ = accepted(head(b"Host: a", b"Connection: close"))
+    req, _ = accepted(head(b"Host: a", b"Connection: close"))
     assert req.keep_alive is False
-    assert env["HTTP_CONNECTION"] == "close"
+    assert req.headers[1] == (b"connection", b"close")
 
 
 def test_http10_with_connection_keep_alive_keeps_alive():
-    _, req, _ = accepted(head(b"Connection: keep-alive", start=b"GET / HTTP/1.0"))
+    req, _ = accepted(head(b"Connection: keep-alive", start=b"GET / HTTP/1.0"))
     assert req.keep_alive is True
 
 
-def test_repeated_fields_are_joined_with_a_comma():
-    env, req, _ = accepted(head(b"Host: a", b"Accept: text/html", b"X-Other: 1", b"accept: */*"))
-    assert env["HTTP_ACCEPT"] == "text/html, */*"
+def test_repeated_fields_stay_separate_entries():
+    req, _ = accepted(head(b"Host: a", b"Accept: text/html", b"X-Other: 1", b"accept: */*", b"Cookie: a=1",
+                           b"Cookie: b=2"))
     assert req.headers[1] == (b"accept", b"text/html") and req.headers[3] == (b"accept", b"*/*")
+    assert req.headers[4:] == [(b"cookie", b"a=1"), (b"cookie", b"b=2")]
 
 
-def test_repeated_cookie_fields_are_joined_with_a_semicolon():
-    env, _, _ = accepted(head(b"Host: a", b"Cookie: a=1", b"Cookie: b=2"))
-    assert env["HTTP_COOKIE"] == "a=1; b=2"
-
-
-def test_content_type_and_zero_content_length_have_no_http_prefix():
-    env, req, _ = accepted(head(b"Host: a", b"Content-Type: text/plain", b"Content-Length: 0",
-                                start=b"POST /form HTTP/1.1"))
-    assert env["CONTENT_TYPE"] == "text/plain"
-    assert env["CONTENT_LENGTH"] == "0"
-    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+def test_content_type_and_zero_content_length_are_taken():
+    req, _ = accepted(head(b"Host: a", b"Content-Type: text/plain", b"Content-Length: 0",
+                           start=b"POST /form HTTP/1.1"))
     assert req.content_length == 0
+    assert req.headers[1:] == [(b"content-type", b"text/plain"), (b"content-length", b"0")]
 
 
-def test_header_name_with_an_underscore_is_dropped_from_the_environ():
-    env, req, _ = accepted(head(b"Host: a", b"X-Auth-User: good", b"X_Auth_User: spoofed"))
-    assert env["HTTP_X_AUTH_USER"] == "good"
-    assert (b"x_auth_user", b"spoofed") in req.headers  # still in the Request
+def test_header_names_with_an_underscore_or_proxy_stay_in_the_request():
+    # (The environ drops them; the Request keeps every field.)
+    req, _ = accepted(head(b"Host: a", b"X-Auth-User: good", b"X_Auth_User: spoofed", b"Proxy: http://p:3128"))
+    assert req.headers[2:] == [(b"x_auth_user", b"spoofed"), (b"proxy", b"http://p:3128")]
 
 
 def test_surrounding_whitespace_of_a_value_is_stripped():
-    env, req, _ = accepted(head(b"Host: a", b"X-A: v w \t ", b"X-B:\tt\t"))
-    assert env["HTTP_X_A"] == "v w" and env["HTTP_X_B"] == "t"
+    req, _ = accepted(head(b"Host: a", b"X-A: v w \t ", b"X-B:\tt\t"))
     assert req.headers[1:] == [(b"x-a", b"v w"), (b"x-b", b"t")]
 
 
-def test_ipv4_mapped_ipv6_peer_gives_the_ipv4_address():
-    env, _, _ = accepted(GET, ("::ffff:1.2.3.4", 80, 0, 0))
-    assert env["REMOTE_ADDR"] == "1.2.3.4"
-    assert env["REMOTE_PORT"] == "80"
+def test_field_names_are_shared_lower_cased_bytes():
+    # The same b"x-a" object for every request that has the field, however
+    # spelt: the environ builder finds its key by identity.
+    first, _ = accepted(head(b"Host: a", b"X-A: 1"))
+    second, _ = accepted(head(b"HOST: b", b"x-A: 2"))
+    assert [n for n, _ in first.headers] == [b"host", b"x-a"]
+    assert all(a is b for (a, _), (b, _) in zip(first.headers, second.headers))
 
 
-def test_ipv6_peer_address_is_kept():
-    env, _, _ = accepted(GET, ("2001:db8::1", 4433, 0, 0))
-    assert env["REMOTE_ADDR"] == "2001:db8::1" and env["REMOTE_PORT"] == "4433"
-
-
-def test_unix_socket_peer_has_empty_address_and_port():
-    env, _, _ = accepted(GET, "")
-    assert env["REMOTE_ADDR"] == "" and env["REMOTE_PORT"] == ""
-
-
-# The server's `environ` setting lands in base: keys an application asked for
-# there meet the request's own, and the environ must come out as the parser's.
-BASE_EXTRAS = [{"HTTP_HOST": "default.example"}, {"HTTP_X_FOO": "1"}, {"HTTP_COOKIE": "a=0"},
-               {"CONTENT_TYPE": "text/x-default"}, {"CONTENT_LENGTH": "7"}, {"REMOTE_ADDR": "0.0.0.0"},
-               {"PATH_INFO": "/default", "QUERY_STRING": "d=1"}]
-
-
-@pytest.mark.parametrize("extra", BASE_EXTRAS, ids=lambda e: ",".join(e))
-def test_extra_keys_in_base_come_out_as_the_parser_gives_them(extra):
-    data = head(b"Host: a", b"X-Foo: 2", b"Cookie: b=1", b"Content-Type: text/plain", b"Content-Length: 0",
-                start=b"GET /p?q=1 HTTP/1.1")
-    base = make_base(extra)
-    lane(data, base=base)
-    lane(b"GET /p HTTP/1.0\r\n\r\n", base=base)
-
-
-# Pipelining and the objects handed back ------------------------------------------------
-def test_a_proxy_header_is_flagged_for_the_proxy_checks():
-    got = lane(head(b"Host: a", b"X-Forwarded-For: 10.0.0.1"))
-    assert got is not None and got[3] is True
-
-
-def test_a_request_without_proxy_headers_is_not_flagged():
-    got = lane(head(b"Host: a", b"X-Forwarded-Fore: 1"))
-    assert got is not None and got[3] is False
-
-
-def test_a_proxy_key_in_the_base_environ_flags_every_request():
-    got = lane(GET, base=make_base({"HTTP_X_REAL_IP": "1.2.3.4"}))
-    assert got is not None and got[3] is True
-
-
+# The objects handed back --------------------------------------------------------------
 def test_a_request_class_with_post_init_is_constructed_by_calling_it():
     from dataclasses import dataclass
 
@@ -538,53 +432,48 @@ def test_a_request_class_with_post_init_is_constructed_by_calling_it():
         def __post_init__(self) -> None:
             self.method = self.method + "!"
 
-    fp = FastParser(make_base(), EMPTY_INPUT, Checked, 8190, 65536, 100, 8190)
-    req = fp.parse(GET, PEER)[1]
+    req = HeadParser(Checked, 8190, 65536, 100, 8190).parse(GET)[0]
     assert type(req) is Checked and req.method == "GET!"
 
 
-def test_requests_from_the_lane_are_complete_request_objects():
-    req = accepted(GET)[1]
-    assert type(req) is Request
-    assert {f.name: getattr(req, f.name) for f in fields(Request)} == {
-        "method": "GET", "target": b"/", "path": b"/", "query": b"", "http_version": "1.1",
-        "headers": [(b"host", b"example.com")], "keep_alive": True, "content_length": None, "chunked": False,
-        "expect_continue": False, "host": b"example.com"}
+def test_a_request_class_that_is_not_a_slots_dataclass_is_constructed_by_calling_it():
+    class Plain:
+        def __init__(self, *args) -> None:
+            self.args = args
+
+    req = HeadParser(Plain, 8190, 65536, 100, 8190).parse(GET)[0]
+    assert type(req) is Plain and req.args[:2] == ("GET", b"/") and len(req.args) == 11
 
 
 def test_pipelined_requests_consume_only_the_first_head():
     second = head(b"Host: b", start=b"GET /second HTTP/1.1")
-    env, _, consumed = accepted(GET + second)
-    assert consumed == len(GET)
-    assert env["PATH_INFO"] == "/"
-    env2, _, consumed2 = accepted((GET + second)[consumed:])
-    assert consumed2 == len(second) and env2["PATH_INFO"] == "/second"
+    req, consumed = accepted(GET + second)
+    assert consumed == len(GET) and req.path == b"/"
+    req2, consumed2 = accepted((GET + second)[consumed:])
+    assert consumed2 == len(second) and req2.path == b"/second"
 
 
 def test_head_followed_by_a_request_with_a_body_is_taken_alone():
     data = GET + head(b"Host: a", b"Content-Length: 3", start=b"POST / HTTP/1.1") + b"abc"
-    assert accepted(data)[2] == len(GET)
+    assert accepted(data)[1] == len(GET)
 
 
-def test_each_parse_returns_a_new_environ_and_leaves_base_alone():
-    base = make_base()
-    before = dict(base)
-    fp = fast_parser(base, DEFAULTS)
-    env1, req1, _, _ = fp.parse(GET, PEER)
-    env2, req2, _, _ = fp.parse(GET, PEER)
-    assert env1 is not base and env2 is not base and env1 is not env2
+def test_each_parse_returns_new_objects():
+    fp = fast_parser(DEFAULTS)
+    req1, _ = fp.parse(GET)
+    req2, _ = fp.parse(GET)
     assert req1 is not req2 and req1.headers is not req2.headers
-    env1["HTTP_HOST"] = "changed"
     req1.headers.append((b"x", b"y"))
-    assert fp.parse(GET, PEER)[0]["HTTP_HOST"] == "example.com"
-    assert fp.parse(GET, PEER)[1].headers == [(b"host", b"example.com")]
-    assert base == before
+    assert fp.parse(GET)[0].headers == [(b"host", b"example.com")]
+
+
+def test_parse_reads_any_bytes_like_object():
+    for data in (bytearray(GET), memoryview(GET), memoryview(b"xx" + GET)[2:]):
+        assert fast_parser(DEFAULTS).parse(data)[0] == accepted(GET)[0]
 
 
 def test_one_fast_parser_reads_each_request_on_its_own():
-    base = make_base()
-    before = dict(base)
-    fp = fast_parser(base, DEFAULTS)
+    fp = fast_parser(DEFAULTS)
     requests = [
         GET, head(b"Host: b", b"Cookie: a=1", b"Connection: close", start=b"GET /b?x HTTP/1.1"),
         b"GET /c HTTP/1.0\r\n\r\n", head(b"Host: a", b"Content-Length: 5", start=b"POST / HTTP/1.1") + b"hello",
@@ -592,171 +481,32 @@ def test_one_fast_parser_reads_each_request_on_its_own():
     ]
     for _ in range(2):
         for data in requests:
-            check_contract(data, fp.parse(data, PEER), PEER, base, DEFAULTS)
-    assert base == before
+            check_contract(data, fp.parse(data), DEFAULTS)
 
 
 # Property tests ----------------------------------------------------------------------
-TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
-REMOTES = [("127.0.0.1", 5555), ("10.1.2.3", 1), ("::ffff:10.0.0.1", 80, 0, 0), ("::1", 8080, 0, 0),
-           ("fe80::1%eth0", 443, 0, 2), ("::ffff:abcd", 9, 0, 0), ""]
-remote_st = st.sampled_from(REMOTES)
+def test_grammar_requests_are_read_like_the_parser_reads_them_or_left_to_it():
+    taken: list[bool] = []
+
+    @examples(300)
+    @given(st.data(), grammar_request())
+    def run(draw, data):
+        taken.append(lane(data, **draw.draw(limits_for(data))) is not None)
+
+    run()
+    assert sum(taken) >= GRAMMAR_FLOOR * len(taken), f"the lane took {sum(taken)} of {len(taken)}"
 
 
-def joined(pieces, max_size: int = 6):
-    return st.lists(pieces, max_size=max_size).map(b"".join)
+def test_mutated_requests_are_read_like_the_parser_reads_them_or_left_to_it():
+    taken: list[bool] = []
 
+    @examples(300)
+    @given(st.data(), mutated(st.one_of(plain_request(), st.tuples(plain_request(), plain_request()).map(b"".join))))
+    def run(draw, data):
+        taken.append(lane(data, **draw.draw(limits_for(data))) is not None)
 
-METHODS = [b"GET", b"GET", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]
-ODD_METHODS = [b"get", b"Get", b"FOO", b"GETS", b"PURGE", b"PROPFIND", b"M-SEARCH", b"TRACE", b"CONNECT", b"PRI",
-               b"", b"G\xc9T"]
-SEPARATORS, ODD_SEPARATORS = [b" "], [b"  ", b"\t", b""]
-TARGET_PIECES = [b"a", b"Zz9", b"/", b"-._~", b"!$&'()*+,;=:@", b"%20", b"%2F", b"%2f", b"%C3%A9", b"?", b"?a=b&c=d",
-                 b"=", b"index.html"]
-ODD_TARGET_PIECES = [b"%", b"%zz", b"%4", b"%00", b"#", b"#frag", b" ", b"\t", b"\x00", b"\x7f", b"\xe9", b'"',
-                     b"<>", b"{}", b"|\\^`", b"[]", b"\r", b"\n", b"//", b"/../"]
-ODD_TARGETS = [b"*", b"http://h/x?y", b"HTTPS://h:1", b"h:443", b"", b"x/y", b"%2F", b"http://u@h/"]
-VERSIONS = [b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]
-ODD_VERSIONS = [b"HTTP/1.2", b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1", b"http/1.1", b"HTTP/1.1 ", b"RTSP/1.0",
-                b"HTTP/1.10", b"HTTP/3"]
-NAMES = [b"Accept", b"accept", b"Cookie", b"cookie", b"User-Agent", b"X-Foo", b"x-foo", b"Content-Type",
-         b"Connection", b"Accept-Encoding", b"Referer", b"X-Forwarded-For"]
-# Names the parser accepts but that mean something (or nothing) special.
-SPECIAL_NAMES = [b"Host", b"host", b"X_Foo", b"x_foo", b"Content_Type", b"Content-Length", b"Proxy-Connection",
-                 b"Keep-Alive", b"Transfer-Encoding", b"Expect", b"Upgrade", b"TE", b"X!#$%&'*+.^`|~", b"Server-Name"]
-ODD_NAMES = [b"X Foo", b"X\tFoo", b"X\xffFoo", b"", b" X", b"X-\x01", b"X(y)"]
-HOSTS = [b"a", b"example.com", b"example.com:8080", b"127.0.0.1", b"127.0.0.1:80", b"localhost:8000"]
-ODD_HOSTS = [b"[::1]", b"[::1]:8080", b"[::ffff:1.2.3.4]", b"[zz::1]", b"[::1", b"", b"a b", b"a:", b":80",
-             b"a:123456", b"a:99999", b"a_b.example", b"%41.example", b"EXAMPLE.com", b"a:1:2", b"x@y", b"h\xe9",
-             b"a\tb", b"a,b"]
-SPECIAL_VALUES = {
-    b"host": HOSTS + ODD_HOSTS,
-    b"connection": [b"close", b"Close", b"keep-alive", b"Keep-Alive", b"keep-alive, close", b"close, keep-alive",
-                    b"upgrade", b"Upgrade", b"closed", b"xclose", b"", b"te", b"keep-alive, Upgrade", b"close;x",
-                    b"close,", b",close", b"keep-alive , x"],
-    b"content-length": [b"0", b"0", b"00", b"5", b"0, 0", b"-1", b"x", b"", b"1", b"+0"],
-    b"transfer-encoding": [b"chunked", b"gzip, chunked", b"gzip", b"identity"],
-    b"expect": [b"100-continue", b"100-Continue", b"", b"foo"],
-    b"upgrade": [b"websocket", b"h2c", b""],
-}
-SPECIAL_VALUES[b"proxy-connection"] = SPECIAL_VALUES[b"connection"]
-VALUE_PIECES = [b"a", b"text/html", b"q=0.9", b" ", b",", b";", b'"x y"', b"=", b"%20", b"/", b"()", b"*/*", b"1",
-                b"\t"]
-ODD_VALUE_PIECES = [b"\xe9", b"\x80\xff", b"\x00", b"\x01", b"\x7f", b"\x1b", b"\r", b"\n", b"\r\n", b"\r\n "]
-OWS = [b"", b"", b" ", b" ", b"\t", b" \t "]
-COLONS, ODD_COLONS = [b":", b": ", b": ", b":\t", b":  "], [b" :", b"\t:", b"", b"::"]
-EOLS, ODD_EOLS = [b"\r\n"], [b"\n", b"\r", b"\n\r", b"\r\r\n"]
-LEADS, ODD_LEADS = [b""], [b"\r\n", b"\n", b" ", b"\r\n\r\n"]
-OBS_FOLDS = [b" folded", b"\tx", b" "]
-TAILS = [b"", b"", b"GET /next HTTP/1.1\r\nHost: b\r\n\r\n"]
-ODD_TAILS = [b"hello", b"\r\n", b"garbage\r\n\r\n", b"0\r\n\r\n", b"GET /next HTTP/1.1\r\n"]
-
-
-def _token(raw: bytes) -> bytes:
-    return "".join(TCHAR[b % len(TCHAR)] for b in raw).encode()
-
-
-@st.composite
-def grammar_request(draw) -> bytes:
-    """One head from a grammar of valid and slightly-off pieces, then maybe
-    a body, another request or junk.  How often a piece is off is drawn per
-    request (from never to one in three), so that some heads are clean, some
-    have one oddity and some are a mess."""
-    odds = draw(st.sampled_from([10_000, 10_000, 60, 20, 3]))
-
-    def pick(common: list, odd: list) -> bytes:
-        # (Not the ends of the range: hypothesis favours those.)
-        return draw(st.sampled_from(odd if draw(st.integers(0, odds - 1)) == odds // 2 else common))
-
-    def field() -> bytes:
-        kind = draw(st.integers(0, 3))
-        name = pick(NAMES, ODD_NAMES) if kind < 2 else (
-            draw(st.sampled_from(SPECIAL_NAMES)) if kind == 2 else _token(draw(st.binary(min_size=1, max_size=8))))
-        values = SPECIAL_VALUES.get(name.lower())
-        if values is not None:
-            value = draw(st.sampled_from(values))
-        else:
-            value = b"".join(pick(VALUE_PIECES, ODD_VALUE_PIECES) for _ in range(draw(st.integers(0, 5))))
-        return name + pick(COLONS, ODD_COLONS) + value + draw(st.sampled_from(OWS))
-
-    if pick([False], [True]):
-        target = draw(st.sampled_from(ODD_TARGETS))
-    else:
-        target = b"/" + b"".join(pick(TARGET_PIECES, ODD_TARGET_PIECES) for _ in range(draw(st.integers(0, 6))))
-    lines = [pick(METHODS, ODD_METHODS) + pick(SEPARATORS, ODD_SEPARATORS) + target + b" " + pick(VERSIONS,
-                                                                                                 ODD_VERSIONS)]
-    lines += [field() for _ in range(draw(st.integers(0, 5)))]
-    if draw(st.integers(0, 7)) != 3:  # mostly one Host, somewhere
-        lines.insert(draw(st.integers(1, len(lines))), b"Host:" + draw(st.sampled_from(OWS)) + pick(HOSTS, ODD_HOSTS))
-    if pick([False], [True]):
-        lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(OBS_FOLDS)))
-    eol = pick(EOLS, ODD_EOLS)
-    out = b"".join(line + pick([eol], ODD_EOLS) for line in lines) + eol
-    return pick(LEADS, ODD_LEADS) + out + pick(TAILS, ODD_TAILS)
-
-
-@st.composite
-def plain_request(draw) -> bytes:
-    """A head of the kind the fast lane exists for."""
-    method = draw(st.sampled_from(METHODS))
-    target = b"/" + draw(joined(st.sampled_from(TARGET_PIECES), 5))
-    version = draw(st.sampled_from(VERSIONS))
-    lines = [method + b" " + target + b" " + version]
-    if version == b"HTTP/1.1" or draw(st.booleans()):
-        lines.append(b"Host: " + draw(st.sampled_from(HOSTS)))
-    for _ in range(draw(st.integers(0, 5))):
-        name = draw(st.one_of(st.sampled_from(NAMES), st.binary(min_size=1, max_size=8).map(_token)))
-        if name.lower() in SPECIAL_VALUES:  # Host, Connection and the framing fields
-            continue
-        value = draw(joined(st.sampled_from(VALUE_PIECES), 4)).strip(b" ")
-        lines.append(name + b":" + draw(st.sampled_from(OWS)) + value + draw(st.sampled_from(OWS)))
-    conn = draw(st.sampled_from([None, None, b"close", b"keep-alive"]))
-    if conn is not None:
-        lines.insert(draw(st.integers(1, len(lines))), b"Connection: " + conn)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-SPECIAL_BYTES = [b"\r", b"\n", b"\r\n", b"\x00", b" ", b"\t", b":", b"#", b"%", b"_", b"\xff", b"\x7f", b"\r\n\r\n",
-                 b"\r\n ", b"Host: x\r\n", b"Content-Length: 1\r\n", b"Transfer-Encoding: chunked\r\n",
-                 b"Connection: close\r\n", b"Expect: 100-continue\r\n", b"Upgrade: h2c\r\n"]
-
-
-def mutated(base):
-    return mutate(base, SPECIAL_BYTES, centred=True)
-
-
-@st.composite
-def limits_for(draw, data: bytes) -> dict:
-    """The default limits, or one limit set just around what the first
-    request of `data` needs (one under, exactly, one over)."""
-    limits = dict(DEFAULTS)
-    if draw(st.integers(0, 2)) == 0:
-        return limits
-    events, _ = python_reading(data, DEFAULTS)
-    if events and isinstance(events[0], Request):
-        r = events[0]
-        first, _, rest = data.partition(b"\r\n")
-        field_lines = rest[:rest.find(b"\r\n\r\n") + 2].split(b"\r\n")[:-1] if rest[:2] != b"\r\n" else []
-        need = {"max_request_line": len(first),
-                "max_header_bytes": sum(len(line) + 2 for line in field_lines),
-                "max_header_count": len(r.headers),
-                "max_field_size": max((len(line) + 2 for line in field_lines), default=0)}
-        key = draw(st.sampled_from(sorted(need)))
-        limits[key] = max(0, need[key] + draw(st.sampled_from([-1, 0, 0, 1])))
-    return limits
-
-
-@examples(300)
-@given(st.data(), grammar_request(), remote_st, st.sampled_from([None] * 6 + BASE_EXTRAS))
-def test_grammar_requests_are_read_like_the_parser_reads_them_or_left_to_it(draw, data, remote, extra):
-    lane(data, remote, make_base(extra), **draw.draw(limits_for(data)))
-
-
-@examples(300)
-@given(st.data(), mutated(st.one_of(plain_request(), st.tuples(plain_request(), plain_request()).map(b"".join))),
-       remote_st)
-def test_mutated_requests_are_read_like_the_parser_reads_them_or_left_to_it(draw, data, remote):
-    lane(data, remote, **draw.draw(limits_for(data)))
+    run()
+    assert sum(taken) >= MUTATED_FLOOR * len(taken), f"the lane took {sum(taken)} of {len(taken)}"
 
 
 @examples(200)
@@ -764,29 +514,22 @@ def test_mutated_requests_are_read_like_the_parser_reads_them_or_left_to_it(draw
 def test_the_decision_is_made_on_the_complete_head_alone(data, tail):
     # Cut anywhere before the end of the head: not complete, None.  Cut
     # anywhere after it: the same result as with all the bytes.
-    fp = fast_parser(make_base(), DEFAULTS)
-    whole = fp.parse(data + tail, PEER)
+    fp = fast_parser(DEFAULTS)
+    whole = fp.parse(data + tail)
     if whole is None:
-        assert all(fp.parse((data + tail)[:k], PEER) is None for k in range(len(data + tail) + 1))
+        assert all(fp.parse((data + tail)[:k]) is None for k in range(len(data + tail) + 1))
         return
-    consumed = whole[2]
+    consumed = whole[1]
     assert consumed == len(data)
     for k in range(len(data + tail) + 1):
-        got = fp.parse((data + tail)[:k], PEER)
+        got = fp.parse((data + tail)[:k])
         if k < consumed:
             assert got is None, k
         else:
             assert got == whole, k
 
 
-# Hardening: what both lanes refuse or drop alike ----------------------------------------
-def test_a_proxy_header_never_becomes_http_proxy_in_either_lane():
-    data = head(b"Host: a", b"Proxy: http://attacker.example:3128")
-    env = accepted(data)[0]  # (the contract checks the parser's environ is equal)
-    assert "HTTP_PROXY" not in env
-    assert (b"proxy", b"http://attacker.example:3128") in parser_takes(data)[0].headers
-
-
+# Hardening: what both lanes refuse alike ----------------------------------------------
 @pytest.mark.parametrize("name", [b"Content-Type", b"Authorization", b"Proxy-Authorization", b"Range",
                                   b"If-Range", b"If-Modified-Since", b"If-Unmodified-Since", b"Max-Forwards"])
 def test_a_repeated_singleton_field_falls_back_to_the_parsers_400(name):
@@ -803,11 +546,11 @@ def test_a_field_over_max_field_size_falls_back_to_the_parsers_431():
     assert parser_rejects(data, max_field_size=len(field) + 1) == 431
 
 
+
 def test_no_object_leaks_when_an_allocation_inside_parse_fails():
     # Every allocation of a parse() is made to fail in turn (CPython's
-    # fault injection), on base environs of every size around a dict
-    # resize, so each error path runs: none may keep an object.  (A
-    # REMOTE_PORT string once leaked when the REMOTE_ADDR insert failed.)
+    # fault injection), so each error path runs: none may keep an object.
+    # (test_wsgi_environ_c.py does the same for the environ builder.)
     import gc
     import sys
 
@@ -815,22 +558,21 @@ def test_no_object_leaks_when_an_allocation_inside_parse_fails():
 
     data = b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\nCookie: a\r\nCookie: b\r\n\r\n"
 
-    def run(fp: FastParser, rounds: int) -> None:
-        for nth in range(60):
+    def run(fp: HeadParser, rounds: int) -> None:
+        for nth in range(40):
             for _ in range(rounds):
                 _testcapi.set_nomemory(nth, nth + 1)
                 try:
-                    fp.parse(data, PEER)
+                    fp.parse(data)
                 except MemoryError:
                     pass
                 finally:
                     _testcapi.remove_mem_hooks()
 
-    for extra in range(24):
-        fp = fast_parser(make_base({f"x.extra{i}": i for i in range(extra)}), DEFAULTS)
-        run(fp, 2)
-        gc.collect()
-        before = sys.getallocatedblocks()
-        run(fp, 20)
-        gc.collect()
-        assert sys.getallocatedblocks() - before < 10, f"{extra} extra keys"
+    fp = fast_parser(DEFAULTS)
+    run(fp, 2)
+    gc.collect()
+    before = sys.getallocatedblocks()
+    run(fp, 20)
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 10

@@ -311,9 +311,9 @@ def test_pipelined_requests_in_one_read_are_parsed_from_one_copy():
         def install() -> None:
             fast = srv.server.fast_parse
 
-            def recording(data, remote):
+            def recording(data):
                 bases.append(id(data.obj) if isinstance(data, memoryview) else id(data))
-                return fast(data, remote)
+                return fast(data)
 
             srv.server.fast_parse = recording
 

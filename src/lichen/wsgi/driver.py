@@ -8,10 +8,11 @@
 # through the C fast lane, which may only decline, never judge, and whatever
 # it declines goes to the I/O-free lichen.http parser, the one judge of
 # errors. Both lanes hand the same thing to one entry: an Exchange for the
-# request. Pipelined requests in one read are copied out of the shared
-# buffer once and walked by offset. A head must be complete within
-# header_timeout of its first byte (408); errors end as the right status and
-# a log line, never a crashed server.
+# Request, which builds its environ (in C, the same for both lanes).
+# Pipelined requests in one read are copied out of the shared buffer once and
+# walked by offset. A head must be complete within header_timeout of its
+# first byte (408); errors end as the right status and a log line, never a
+# crashed server.
 from __future__ import annotations
 
 import logging
@@ -149,7 +150,7 @@ class Driver:
             return None
         return buf[:n]
 
-    def _fast_lane(self, channel: Any, fast: Callable[[Any, Any], Any], data: Any) -> Any:
+    def _fast_lane(self, channel: Any, fast: Callable[[Any], Any], data: Any) -> Any:
         """Serve the requests at the start of `data` (no partial request
         before it) that the C fast lane takes: plain heads, pipelined ones
         too. Returns the bytes from the first head it declines on (b"" when
@@ -160,10 +161,10 @@ class Driver:
         srv = self.server
         own = False  # whether data is our own copy (else a view of the shared buffer)
         while True:
-            got = fast(data, channel.peer)
+            got = fast(data)
             if got is None:
                 return data  # (the parser copies it before any app runs)
-            env, req, used, proxied = got
+            req, used = got
             length = req.content_length
             n = len(data)
             inp = None
@@ -180,7 +181,7 @@ class Driver:
                 own = True
             else:
                 data = b""
-            if Exchange(srv, channel, req).serve(env, inp, proxied) and not srv.stopping and not channel.closed:
+            if Exchange(srv, channel, req).serve(inp) and not srv.stopping and not channel.closed:
                 srv.requests_served += 1  # (_done's common case, inlined: once per request)
             elif not self._done(channel, False, bool(data) or (inp is not None and not inp.finished)):
                 return None

@@ -1,9 +1,12 @@
 # lichen.wsgi.environ: the PEP 3333 environ of one request.
 #
 # Strategy: everything that is the same for every request of a server (wsgi.*,
-# SERVER_NAME/PORT, SCRIPT_NAME) is built once; each request copies that dict
-# and adds its REMOTE_ADDR/PORT and what the request carries. Header names map
-# to their HTTP_* keys through a cache, since mangling costs more than parsing.
+# SERVER_NAME/PORT, SCRIPT_NAME) is built once here (base_environ); each
+# request copies that dict and adds its REMOTE_ADDR/PORT and what the request
+# carries. The server does that second step in C, for requests from both
+# lanes (lichen._fastenv, src/_http/environ.c); request_environ() below states
+# the same rules in Python and is the oracle the tests hold that builder to
+# (tests/test_wsgi_environ_c.py): a change to the rules is made in both.
 from __future__ import annotations
 
 import sys
@@ -71,6 +74,8 @@ def _remote(remote: Any) -> tuple[str, str]:
 def request_environ(base: dict[str, Any], remote: Any, req: Any, wsgi_input: Any) -> dict[str, Any]:
     """The environ for `req` (a lichen.http Request) from peer `remote`.
 
+    The reference statement of the rules: the server uses the C builder
+    (lichen._fastenv.EnvironBuilder), which the tests hold equal to this.
     Built from the server's base environ each time: a per-connection copy
     kept between requests would cost every idle connection half a KiB."""
     env = base.copy()

@@ -2,8 +2,9 @@
 #
 # Strategy: the driver makes an Exchange when it has a request head and drops
 # it when the response is done, so nothing of one request can leak into the
-# next. The exchange builds the environ (or takes the fast lane's), gives the
-# app a wsgi.input over the body (read from the parser's body events, or by
+# next. The exchange builds the environ (the one place it is made, for a
+# request from either lane: the server's C builder), gives the app a
+# wsgi.input over the body (read from the parser's body events, or by
 # counting a Content-Length body straight from the socket), sends 100
 # Continue only when the app first reads, runs the app, writes its response
 # (one send for a whole list body, os.sendfile for a file), drains what the
@@ -22,7 +23,6 @@ from lichen.http import (CONTINUE_RESPONSE, LocalProtocolError, RemoteProtocolEr
                          build_simple_response)
 from lichen.proxy import ProxyHeaderError, apply_proxy_headers
 from lichen.server import RECV_SIZE, peer_text
-from lichen.wsgi.environ import request_environ
 from lichen.wsgi.input import EMPTY_INPUT, Input
 from lichen.wsgi.response import FileWrapper, Response, close_body
 
@@ -88,11 +88,11 @@ class Exchange:
         # (the client may be sending: close by lingering).
         self.body_unread = False
 
-    def serve(self, env: dict | None = None, inp: Input | None = None, proxied: bool = False) -> bool:
-        """Run the app and write its response; returns whether the
-        connection may serve another request. From the fast lane, `env` is
-        already built, `inp` is the body's wsgi.input (else the parser's body
-        events feed one) and `proxied` says whether env holds proxy headers."""
+    def serve(self, inp: Input | None = None) -> bool:
+        """Build the environ, run the app and write its response; returns
+        whether the connection may serve another request. From the fast
+        lane, `inp` is the body's wsgi.input (else the parser's body events
+        feed one)."""
         srv = self.server
         req = self.request
         has_body = bool(req.chunked or req.content_length)
@@ -103,11 +103,8 @@ class Exchange:
             if length and length > srv.settings.max_discard:
                 self.undrainable = length
             self.input = inp
-        if env is None:
-            env = request_environ(srv.base_environ, self.channel.peer, req, self.input)
-            proxied = not srv.proxy_keys.isdisjoint(env)
-        elif has_body:
-            env["wsgi.input"] = inp
+        # (No body: inp is None, and the builder gives wsgi.input EMPTY_INPUT.)
+        env, proxied = srv.build_environ(self.channel.peer, req, inp)
         if proxied:
             try:
                 apply_proxy_headers(env, srv.proxy_headers)

@@ -4,10 +4,11 @@
 # (lichen.wsgi.driver). The stream server owns the connections (accept, the
 # PROXY preamble and TLS, parking, the idle sweep, dispatch to workers,
 # graceful stop); this class owns what requests share: the app, settings,
-# the prepared base environ (and the C fast lane built on it), the cached
-# Date header, the access and error logs, the trusted-proxy rules, and a
-# free list of request parsers that the driver takes when the fast lane
-# declines a request and gives back between requests.
+# the C fast lane's head parser, the prepared base environ (and the C
+# environ builder made on it, which both lanes use), the cached Date header,
+# the access and error logs, the trusted-proxy rules, and a free list of
+# request parsers that the driver takes when the fast lane declines a
+# request and gives back between requests.
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,8 @@ import time
 from email.utils import formatdate
 from typing import Any, Callable
 
-from lichen._fastpath import FastParser
+from lichen._fastenv import EnvironBuilder
+from lichen._fasthead import HeadParser
 from lichen.http import Request, RequestParser
 from lichen.proxy import ProxyHeaders
 from lichen.server import StreamServer
@@ -93,13 +95,18 @@ class WSGIServer(StreamServer):
         self.keepalive = st.keepalive_timeout > 0
         self.server_header_bytes = st.server_header.encode("latin-1") if st.server_header else None
         self.proxy_headers = ProxyHeaders.from_settings(st)
-        self.proxy_keys = frozenset(self.proxy_headers.keys().values())  # a cheap "any present?" test
+        # The environ builder says whether an environ holds any of these.
+        self.proxy_keys = frozenset(self.proxy_headers.keys().values())
         # None when log=None: then a request does not even ask whether to log.
         self.access_log = AccessLog(log, st.access_log_format) if log is not None else None
         self._errors = _ErrorLog(error_log)
         self._extra_environ = dict(environ or {})
-        # The setter also builds fast_parse, the C fast lane for plain request
-        # heads, on this dict; init_socket sets the real one.
+        # The C fast lane for plain request heads: parse(data) -> (Request,
+        # consumed) or None, with the parser's limits.
+        self.fast_parse = HeadParser(Request, st.max_request_line, st.max_header_bytes, st.max_header_count,
+                                     st.max_field_size, st.max_body).parse
+        # The setter also makes build_environ, the C environ builder of both
+        # lanes, on this dict; init_socket sets the real one.
         self.base_environ = {}
         self._free_parsers: list[RequestParser] = []
         self.requests_served = 0  # for max-requests worker recycling
@@ -114,11 +121,10 @@ class WSGIServer(StreamServer):
 
     @base_environ.setter
     def base_environ(self, env: dict[str, Any]) -> None:
-        # The fast lane copies the same dict, so it is rebuilt with it.
+        # The builder copies the same dict, so it is remade with it.
+        # build_environ(peer, request, wsgi_input) -> (environ, proxied).
         self._base_environ = env
-        st = self.settings
-        self.fast_parse = FastParser(env, EMPTY_INPUT, Request, st.max_request_line, st.max_header_bytes,
-                                     st.max_header_count, st.max_field_size, st.max_body, self.proxy_keys).parse
+        self.build_environ = EnvironBuilder(env, EMPTY_INPUT, self.proxy_keys).build
 
     # Shared per-request helpers -------------------------------------------
     def take_parser(self) -> RequestParser:
