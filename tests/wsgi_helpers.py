@@ -8,16 +8,23 @@
 #   reads back exactly one response at a time (status line, headers, body by
 #   Content-Length / chunked / close), leaving what follows in the buffer so
 #   pipelined responses can be checked for exact boundaries.
-# - a handful of tiny WSGI apps used by several test modules.
+# - a handful of tiny WSGI apps used by several test modules, among them
+#   http_app, which routes by path to enough behaviours for a whole module,
+#   and LIMITS, small size limits to serve it with.
+# - errlog / logs: caplog fixtures at INFO for lichen's loggers (import them
+#   into a test module); error_lines() and records() read them.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+import pytest
 
 from lichen import hub as lhub
 from lichen.sync import Event
@@ -344,3 +351,59 @@ def streaming_app(environ: dict, start_response: Callable[..., Any]) -> Iterable
         yield b"two,"
         yield b"three"
     return gen()
+
+
+LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_field_size=1024, max_body=10000)
+
+
+def http_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Routes by path: /echo, /stream, /noread (answers without reading the
+    body), /close (answers with Connection: close), /status/<code> (with a
+    Content-Length when the query is `cl`), /host (echoes HTTP_HOST), and
+    hello_app for any other path."""
+    path = environ["PATH_INFO"]
+    if path == "/echo":
+        return echo_app(environ, start_response)
+    if path == "/stream":
+        return streaming_app(environ, start_response)
+    if path == "/noread":
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    if path == "/close":
+        start_response("200 OK", [("Content-Length", "2"), ("Connection", "close")])
+        return [b"ok"]
+    if path.startswith("/status/"):
+        code = path.rsplit("/", 1)[1]
+        headers = [("Content-Type", "text/plain")]
+        if environ["QUERY_STRING"] == "cl":
+            headers.append(("Content-Length", "4"))
+        start_response(f"{code} Whatever", headers)
+        return [b"body"]
+    if path == "/host":
+        body = environ.get("HTTP_HOST", "<none>").encode("latin-1")
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    return hello_app(environ, start_response)
+
+
+# Logs ------------------------------------------------------------------------
+@pytest.fixture
+def errlog(caplog):
+    """caplog, with lichen.error recorded from INFO up."""
+    caplog.set_level(logging.INFO, logger="lichen.error")
+    return caplog
+
+
+@pytest.fixture
+def logs(caplog):
+    """caplog, with every lichen logger recorded from INFO up."""
+    caplog.set_level(logging.INFO, logger="lichen")
+    return caplog
+
+
+def error_lines(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "lichen.error")
+
+
+def records(caplog, name: str = "lichen.error", level: int = logging.ERROR) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == name and r.levelno >= level]
