@@ -10,13 +10,15 @@
 #   pipelined responses can be checked for exact boundaries.
 # - a handful of tiny WSGI apps used by several test modules, among them
 #   http_app, which routes by path to enough behaviours for a whole module,
-#   and LIMITS, small size limits to serve it with.
+#   and LIMITS, small size limits to serve it with; Body, endless_app,
+#   file_app and the data_file fixture for the application-side tests.
 # - errlog / logs: caplog fixtures at INFO for lichen's loggers (import them
 #   into a test module); error_lines() and records() read them.
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -385,6 +387,60 @@ def http_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[byte
         return [body]
     return hello_app(environ, start_response)
 
+
+
+class Body:
+    """A response iterable that records close() and may raise."""
+
+    def __init__(self, chunks: Iterable[bytes], fail_at: int | None = None, log: list | None = None) -> None:
+        self.chunks = chunks
+        self.fail_at = fail_at
+        self.log = log if log is not None else []
+
+    def __iter__(self) -> Any:
+        for i, ch in enumerate(self.chunks):
+            if i == self.fail_at:
+                raise RuntimeError("mid-iteration failure")
+            yield ch
+
+    def close(self) -> None:
+        self.log.append("closed")
+
+
+def endless_app(log: list) -> Callable[..., Any]:
+    """Streams 64 KiB chunks until the client goes; close() is logged in `log`."""
+    def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [])
+
+        class Endless(Body):
+            def __iter__(self) -> Any:
+                while True:
+                    yield b"x" * 65536
+        return Endless([], log=log)
+    return app
+
+
+def file_app(path: Any, headers: Iterable[tuple[str, str]] = (), seek: int = 0, status: str = "200 OK",
+             opened: list | None = None) -> Callable[..., Any]:
+    """Answers with wsgi.file_wrapper over the file at `path`, opened anew
+    for each request (kept in `opened`) and positioned at `seek`."""
+    def app(environ: dict, start_response: Callable[..., Any]) -> Any:
+        f = open(path, "rb")
+        if opened is not None:
+            opened.append(f)
+        f.seek(seek)
+        start_response(status, [("Content-Type", "application/octet-stream"), *headers])
+        return environ["wsgi.file_wrapper"](f, 8192)
+    return app
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    """(path, data): 300 kB of random bytes in a file."""
+    data = os.urandom(300_000)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    return path, data
 
 # Logs ------------------------------------------------------------------------
 @pytest.fixture
