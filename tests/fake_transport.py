@@ -28,8 +28,6 @@ from typing import Any, Callable, Iterable
 from lichen.channel import Channel
 from lichen.wsgi import WSGIServer
 from lichen.wsgi import exchange as _exchange
-from lichen.wsgi.environ import base_environ
-from lichen.wsgi.response import FileWrapper
 from wsgi_helpers import Client, Response
 
 PAUSE = object()   # the client is silent until the server's deadline
@@ -240,19 +238,26 @@ class Harness:
 
 def harness(app: Callable[..., Any], peer: Any = ("127.0.0.1", 5555), **settings: Any) -> Harness:
     """A driver for `app` over a FakeSocket. `settings` are WSGIServer's;
-    the access log is off unless `log` is given. The base environ is what
-    a server bound to 127.0.0.1:80 would have."""
+    the access log is off unless `log` is given. The server's environ is
+    that of one bound to 127.0.0.1:80."""
     settings.setdefault("log", None)
     server = WSGIServer(("127.0.0.1", 0), app, **settings)
-    # (as init_socket builds it, from the server's error log and environ=)
-    server.base_environ = base_environ("127.0.0.1", "80", "http", server._errors, FileWrapper,
-                                       server._extra_environ)
+    server.sockets = [_Bound()]
+    server.init_socket()  # builds the base environ (and the fast lane on it), and binds nothing
+    server.sockets = []
     clock = Clock()
     server.now = clock  # type: ignore[method-assign]
     sock = FakeSocket(clock=clock)
     channel = Channel(server, sock, peer, True)
     server.connections.add(channel)
     return Harness(server, sock, channel, clock)
+
+
+class _Bound:
+    """What WSGIServer.init_socket asks of a bound listener: its address."""
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", 80)
 
 
 class _Replay:

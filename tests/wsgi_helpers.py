@@ -12,8 +12,9 @@
 #   http_app, which routes by path to enough behaviours for a whole module,
 #   and LIMITS, small size limits to serve it with; Body, endless_app,
 #   file_app and the data_file fixture for the application-side tests.
-# - errlog / logs: caplog fixtures at INFO for lichen's loggers (import them
-#   into a test module); error_lines() and records() read them.
+# - errlog / logs / strict_log: caplog fixtures at INFO for lichen's loggers
+#   (import them into a test module; strict_log fails a test that logged an
+#   error); error_lines() and records() read them.
 from __future__ import annotations
 
 import concurrent.futures
@@ -329,6 +330,17 @@ def get(path: str = "/", host: str = "x", extra: str = "", version: str = "1.1",
     return f"{method} {path} HTTP/{version}\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
 
 
+def post(body: bytes, path: str = "/") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+
+
+def post_chunked(*chunks: bytes) -> bytes:
+    out = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for ch in chunks:
+        out += b"%x\r\n%s\r\n" % (len(ch), ch)
+    return out + b"0\r\n\r\n"
+
+
 # Apps ------------------------------------------------------------------------
 def hello_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
     body = b"hello " + environ["PATH_INFO"].encode("latin-1")
@@ -455,6 +467,15 @@ def logs(caplog):
     """caplog, with every lichen logger recorded from INFO up."""
     caplog.set_level(logging.INFO, logger="lichen")
     return caplog
+
+
+@pytest.fixture
+def strict_log(caplog):
+    """Fails the test if lichen logged an error (e.g. a validator assertion)."""
+    caplog.set_level(logging.INFO, logger="lichen")
+    yield caplog
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("lichen") and r.levelno >= logging.ERROR]
+    assert not errors, errors
 
 
 def error_lines(caplog) -> str:
