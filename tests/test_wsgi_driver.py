@@ -155,9 +155,14 @@ def test_the_header_deadline_starts_at_the_first_byte_not_at_connect():
 
 def test_the_header_deadline_restarts_for_each_keep_alive_request():
     h = harness(hello_app, header_timeout=0.4)
-    for i in range(3):
+    for i in range(3):  # parked between requests
         out = h.serve(b"GET /%d HTTP/1.1\r\n" % i, Silent(0.3), b"Host: a\r\n\r\n", Silent(0.3))
         assert status_of(out) == 200 and h.parked
+    # Not parked between requests: the next head starts in the read that ends this one.
+    heads = [b"GET /%d HTTP/1.1\r\n" % i for i in range(4)]
+    out = h.serve(heads[0], *(p for head in heads[1:] for p in (Silent(0.3), b"Host: a\r\n\r\n" + head)),
+                  Silent(0.3), b"Host: a\r\n\r\n")
+    assert [r.status for r in parse(out)] == [200] * 4
 
 
 CL_BODY = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"  # read by the fast lane

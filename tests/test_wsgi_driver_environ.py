@@ -92,29 +92,46 @@ def test_a_request_without_query_has_an_empty_query_string(strict_log):
     assert environ_of(get("/p"))["QUERY_STRING"] == ""
 
 
-def test_headers_become_http_keys(strict_log):
-    env = environ_of(get("/", extra="X-Foo-Bar: 1\r\nAccept:  text/html  \r\nUser-Agent: t/1\r\n"))
+# The C fast lane builds the environ of a plain head; the parser (which a
+# chunked body sends a request to) that of any other: both must agree.
+LANES = pytest.mark.parametrize("lane", ["fast_lane", "parser"])
+
+
+def with_headers(lane: str, extra: str) -> bytes:
+    """A request with the header lines `extra`, for `lane`."""
+    if lane == "fast_lane":
+        return get("/", extra=extra)
+    return b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n%s\r\n0\r\n\r\n" % extra.encode("latin-1")
+
+
+@LANES
+def test_headers_become_http_keys(lane, strict_log):
+    env = environ_of(with_headers(lane, "X-Foo-Bar: 1\r\nAccept:  text/html  \r\nUser-Agent: t/1\r\n"))
     assert env["HTTP_X_FOO_BAR"] == "1"
     assert env["HTTP_ACCEPT"] == "text/html"  # surrounding whitespace stripped
     assert env["HTTP_USER_AGENT"] == "t/1"
 
 
-def test_headers_with_an_underscore_are_dropped(strict_log):
-    assert environ_of(get("/", extra="X_Foo: spoof\r\nX-Foo: real\r\n"))["HTTP_X_FOO"] == "real"
+@LANES
+def test_headers_with_an_underscore_are_dropped(lane, strict_log):
+    assert environ_of(with_headers(lane, "X_Foo: spoof\r\nX-Foo: real\r\n"))["HTTP_X_FOO"] == "real"
 
 
-def test_repeated_headers_are_joined_with_a_comma(strict_log):
-    env = environ_of(get("/", extra="Accept: a\r\nX-Multi: 1\r\nAccept: b\r\n"))
+@LANES
+def test_repeated_headers_are_joined_with_a_comma(lane, strict_log):
+    env = environ_of(with_headers(lane, "Accept: a\r\nX-Multi: 1\r\nAccept: b\r\n"))
     assert env["HTTP_ACCEPT"] == "a, b"
     assert env["HTTP_X_MULTI"] == "1"
 
 
-def test_repeated_cookie_headers_are_joined_with_a_semicolon(strict_log):
-    assert environ_of(get("/", extra="Cookie: a=1\r\nCookie: b=2\r\n"))["HTTP_COOKIE"] == "a=1; b=2"
+@LANES
+def test_repeated_cookie_headers_are_joined_with_a_semicolon(lane, strict_log):
+    assert environ_of(with_headers(lane, "Cookie: a=1\r\nCookie: b=2\r\n"))["HTTP_COOKIE"] == "a=1; b=2"
 
 
-def test_header_values_are_latin1_strings(strict_log):
-    assert environ_of(get("/", extra="X-Bin: caf\xe9\r\n"))["HTTP_X_BIN"] == "caf\xe9"
+@LANES
+def test_header_values_are_latin1_strings(lane, strict_log):
+    assert environ_of(with_headers(lane, "X-Bin: caf\xe9\r\n"))["HTTP_X_BIN"] == "caf\xe9"
 
 
 def test_an_http10_request_has_http10_server_protocol(strict_log):
