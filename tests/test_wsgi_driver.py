@@ -49,7 +49,7 @@ def test_a_request_split_across_reads_is_answered(hello):
 
 def test_connection_close_closes_after_the_response(hello):
     out = hello.serve(get("/", extra="Connection: close\r\n"))
-    assert b"Connection: close\r\n" in out and hello.closed
+    assert b"Connection: close\r\n" in out and out.endswith(b"hello /") and hello.closed
 
 
 def test_a_client_that_closes_is_closed_without_answer(hello):
