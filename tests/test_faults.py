@@ -9,7 +9,7 @@
 # greenlets. Behaviours already pinned elsewhere are not repeated: the
 # EMFILE log-once/back-off/recovery cycle (test_server.py), the write
 # timeout cut itself (test_wsgi_timeouts.py), and the basic app error cases
-# (test_wsgi_app.py); the tests here extend them.
+# (test_wsgi_driver_app.py); the tests here extend them.
 # Strategy: servers run in a background thread (wsgi_helpers.ServerThread)
 # or, for the fd limit, in a subprocess driven over stdin/stdout; clients
 # are blocking stdlib sockets.

@@ -1,14 +1,19 @@
 # The HTTP driver's behaviours, with no socket: each test is a function call
 # over a scripted fake connection (fake_transport.py), so it runs in
 # microseconds and says exactly what the server sent and whether it parked
-# or closed the connection. End-to-end tests through real sockets live in
-# test_wsgi_http.py and its siblings, a few per family.
+# or closed the connection; the deadlines (header, body) run on the
+# harness's clock, which moves only when the script says the client is
+# silent. The HTTP and application families are in test_wsgi_driver_http.py
+# and test_wsgi_driver_app.py, the environ in test_wsgi_driver_environ.py.
+# End-to-end tests through real sockets live in test_wsgi_http.py and its
+# siblings (test_wsgi_timeouts.py for the timeouts in real time), a few per
+# family.
 from __future__ import annotations
 
 import pytest
 
-from fake_transport import PAUSE, RESET, harness
-from wsgi_helpers import echo_app, get, hello_app
+from fake_transport import PAUSE, RESET, Silent, harness, parse, status_of
+from wsgi_helpers import echo_app, errlog, error_lines, get, hello_app  # noqa: F401 (errlog: a fixture)
 
 
 @pytest.fixture
@@ -16,10 +21,6 @@ def hello():
     h = harness(hello_app)
     yield h
     h.close()
-
-
-def status_of(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
 
 
 def test_a_request_is_answered_and_the_connection_parks(hello):
@@ -48,7 +49,7 @@ def test_a_request_split_across_reads_is_answered(hello):
 
 def test_connection_close_closes_after_the_response(hello):
     out = hello.serve(get("/", extra="Connection: close\r\n"))
-    assert b"Connection: close\r\n" in out and hello.closed
+    assert b"Connection: close\r\n" in out and out.endswith(b"hello /") and hello.closed
 
 
 def test_a_client_that_closes_is_closed_without_answer(hello):
@@ -81,13 +82,6 @@ def test_a_content_length_body_arriving_later_is_read_by_the_fast_lane():
     h = harness(echo_app)
     out = h.serve(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", b"hel", b"lo")
     assert out.endswith(b"hello")
-    h.close()
-
-
-def test_a_body_that_stalls_past_the_body_timeout_closes_the_connection():
-    h = harness(echo_app)
-    out = h.serve(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhe", PAUSE)
-    assert out == b"" and h.closed  # nobody left to answer
     h.close()
 
 
@@ -137,3 +131,60 @@ def test_an_app_error_is_500_and_logged(caplog):
     assert status_of(out) == 500
     assert any("kaboom" in (r.exc_text or "") or "kaboom" in str(r.exc_info) for r in caplog.records)
     h.close()
+
+
+# Deadlines ------------------------------------------------------------------------
+def test_a_head_dribbled_past_the_header_timeout_is_408_at_the_deadline_with_a_log_line(errlog):
+    # The deadline counts from the head's first byte: bytes that keep coming
+    # do not move it (the slowloris guard).
+    h = harness(hello_app, header_timeout=0.5)
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"x" * 200
+    start = h.clock()
+    out = h.serve(*(p for i in range(len(data)) for p in (data[i:i + 1], Silent(0.01))))
+    [r] = parse(out)
+    assert r.status == 408 and r.header("connection") == "close" and h.closed
+    assert h.clock() - start == pytest.approx(0.5)
+    assert "(408)" in error_lines(errlog)
+
+
+def test_the_header_deadline_starts_at_the_first_byte_not_at_connect():
+    h = harness(hello_app, header_timeout=0.3)
+    out = h.serve(Silent(0.5), b"GET /late HTTP/1.1\r\n", Silent(0.2), b"Host: a\r\n\r\n")
+    assert out.endswith(b"hello /late")
+
+
+def test_the_header_deadline_restarts_for_each_keep_alive_request():
+    h = harness(hello_app, header_timeout=0.4)
+    for i in range(3):  # parked between requests
+        out = h.serve(b"GET /%d HTTP/1.1\r\n" % i, Silent(0.3), b"Host: a\r\n\r\n", Silent(0.3))
+        assert status_of(out) == 200 and h.parked
+    # Not parked between requests: the next head starts in the read that ends this one.
+    heads = [b"GET /%d HTTP/1.1\r\n" % i for i in range(4)]
+    out = h.serve(heads[0], *(p for head in heads[1:] for p in (Silent(0.3), b"Host: a\r\n\r\n" + head)),
+                  Silent(0.3), b"Host: a\r\n\r\n")
+    assert [r.status for r in parse(out)] == [200] * 4
+
+
+CL_BODY = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"  # read by the fast lane
+CHUNKED_BODY = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"  # by the parser
+BODY_LANES = pytest.mark.parametrize("head,piece", [(CL_BODY, b"%c"), (CHUNKED_BODY, b"1\r\n%c\r\n")],
+                                     ids=["content_length", "chunked"])
+
+
+@BODY_LANES
+def test_a_body_that_stalls_is_cut_at_the_body_timeout(head, piece):
+    h = harness(echo_app, body_timeout=0.3)
+    start = h.clock()
+    out = h.serve(head + piece % b"h", PAUSE)
+    assert out == b"" and h.closed  # nobody left to answer
+    assert h.clock() - start == pytest.approx(0.3)
+    assert not h.server.connections
+
+
+@BODY_LANES
+def test_a_slow_but_steady_body_is_not_cut_by_the_body_timeout(head, piece):
+    h = harness(echo_app, body_timeout=0.3)
+    steady = [p for b in b"abcde" for p in (Silent(0.25), piece % b)]
+    tail = [Silent(0.25), b"0\r\n\r\n"] if head is CHUNKED_BODY else []
+    out = h.serve(head, *steady, *tail)
+    assert out.endswith(b"abcde") and h.parked

@@ -8,16 +8,26 @@
 #   reads back exactly one response at a time (status line, headers, body by
 #   Content-Length / chunked / close), leaving what follows in the buffer so
 #   pipelined responses can be checked for exact boundaries.
-# - a handful of tiny WSGI apps used by several test modules.
+# - a handful of tiny WSGI apps used by several test modules, among them
+#   http_app, which routes by path to enough behaviours for a whole module,
+#   and LIMITS, small size limits to serve it with; Body, endless_app,
+#   file_app and the data_file fixture for the application-side tests.
+# - errlog / logs / strict_log: caplog fixtures at INFO for lichen's loggers
+#   (import them into a test module; strict_log fails a test that logged an
+#   error); error_lines() and records() read them.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+import os
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+import pytest
 
 from lichen import hub as lhub
 from lichen.sync import Event
@@ -320,6 +330,17 @@ def get(path: str = "/", host: str = "x", extra: str = "", version: str = "1.1",
     return f"{method} {path} HTTP/{version}\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
 
 
+def post(body: bytes, path: str = "/") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+
+
+def post_chunked(*chunks: bytes) -> bytes:
+    out = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for ch in chunks:
+        out += b"%x\r\n%s\r\n" % (len(ch), ch)
+    return out + b"0\r\n\r\n"
+
+
 # Apps ------------------------------------------------------------------------
 def hello_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
     body = b"hello " + environ["PATH_INFO"].encode("latin-1")
@@ -344,3 +365,122 @@ def streaming_app(environ: dict, start_response: Callable[..., Any]) -> Iterable
         yield b"two,"
         yield b"three"
     return gen()
+
+
+LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_field_size=1024, max_body=10000)
+
+
+def http_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Routes by path: /echo, /stream, /noread (answers without reading the
+    body), /close (answers with Connection: close), /status/<code> (with a
+    Content-Length when the query is `cl`), /host (echoes HTTP_HOST), and
+    hello_app for any other path."""
+    path = environ["PATH_INFO"]
+    if path == "/echo":
+        return echo_app(environ, start_response)
+    if path == "/stream":
+        return streaming_app(environ, start_response)
+    if path == "/noread":
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    if path == "/close":
+        start_response("200 OK", [("Content-Length", "2"), ("Connection", "close")])
+        return [b"ok"]
+    if path.startswith("/status/"):
+        code = path.rsplit("/", 1)[1]
+        headers = [("Content-Type", "text/plain")]
+        if environ["QUERY_STRING"] == "cl":
+            headers.append(("Content-Length", "4"))
+        start_response(f"{code} Whatever", headers)
+        return [b"body"]
+    if path == "/host":
+        body = environ.get("HTTP_HOST", "<none>").encode("latin-1")
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    return hello_app(environ, start_response)
+
+
+
+class Body:
+    """A response iterable that records close() and may raise."""
+
+    def __init__(self, chunks: Iterable[bytes], fail_at: int | None = None, log: list | None = None) -> None:
+        self.chunks = chunks
+        self.fail_at = fail_at
+        self.log = log if log is not None else []
+
+    def __iter__(self) -> Any:
+        for i, ch in enumerate(self.chunks):
+            if i == self.fail_at:
+                raise RuntimeError("mid-iteration failure")
+            yield ch
+
+    def close(self) -> None:
+        self.log.append("closed")
+
+
+def endless_app(log: list) -> Callable[..., Any]:
+    """Streams 64 KiB chunks until the client goes; close() is logged in `log`."""
+    def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [])
+
+        class Endless(Body):
+            def __iter__(self) -> Any:
+                while True:
+                    yield b"x" * 65536
+        return Endless([], log=log)
+    return app
+
+
+def file_app(path: Any, headers: Iterable[tuple[str, str]] = (), seek: int = 0, status: str = "200 OK",
+             opened: list | None = None) -> Callable[..., Any]:
+    """Answers with wsgi.file_wrapper over the file at `path`, opened anew
+    for each request (kept in `opened`) and positioned at `seek`."""
+    def app(environ: dict, start_response: Callable[..., Any]) -> Any:
+        f = open(path, "rb")
+        if opened is not None:
+            opened.append(f)
+        f.seek(seek)
+        start_response(status, [("Content-Type", "application/octet-stream"), *headers])
+        return environ["wsgi.file_wrapper"](f, 8192)
+    return app
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    """(path, data): 300 kB of random bytes in a file."""
+    data = os.urandom(300_000)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    return path, data
+
+# Logs ------------------------------------------------------------------------
+@pytest.fixture
+def errlog(caplog):
+    """caplog, with lichen.error recorded from INFO up."""
+    caplog.set_level(logging.INFO, logger="lichen.error")
+    return caplog
+
+
+@pytest.fixture
+def logs(caplog):
+    """caplog, with every lichen logger recorded from INFO up."""
+    caplog.set_level(logging.INFO, logger="lichen")
+    return caplog
+
+
+@pytest.fixture
+def strict_log(caplog):
+    """Fails the test if lichen logged an error (e.g. a validator assertion)."""
+    caplog.set_level(logging.INFO, logger="lichen")
+    yield caplog
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("lichen") and r.levelno >= logging.ERROR]
+    assert not errors, errors
+
+
+def error_lines(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "lichen.error")
+
+
+def records(caplog, name: str = "lichen.error", level: int = logging.ERROR) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == name and r.levelno >= level]
