@@ -36,9 +36,10 @@ from lichen.http import END_OF_MESSAGE, Request, RequestParser
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 # Shares of the generated requests the lane must take.  Measured: 40 % of
 # the grammar's heads and 27 % of the mutated ones in the derandomized runs,
-# 35-39 % and 32-33 % in random ones (LICHEN_FUZZ_SCALE=5); hence floors
-# with a margin.
-GRAMMAR_FLOOR = 0.30
+# 35-39 % and 32-33 % in random ones (LICHEN_FUZZ_SCALE=5), and 29 % of the
+# grammar's when the whole suite runs (hypothesis draws differ then); hence
+# floors with a margin: far above "declines everything".
+GRAMMAR_FLOOR = 0.20
 MUTATED_FLOOR = 0.20
 
 

@@ -337,11 +337,10 @@ class socket(FileMethods):
         sock = self._sock
         while True:
             try:
-                fd, addr = sock._accept()  # type: ignore[attr-defined]
+                conn, addr = sock.accept()
                 break
             except BlockingIOError:
                 self._wait_read()
-        conn = _stdlib.socket(sock.family, sock.type, sock.proto, fileno=fd)
         return socket(sock=conn), addr
 
     def connect(self, address: Any) -> None:
