@@ -24,11 +24,9 @@ import ssl as _ssl
 import time
 from typing import Any, Callable
 
-from greenlet import greenlet
-
 from lichen import socket as lsocket
 from lichen.channel import Channel
-from lichen.hub import Greenlet, GreenletExit, getcurrent, get_hub, sleep, spawn, throw_if_alive
+from lichen.hub import Greenlet, GreenletExit, WorkQueue, getcurrent, get_hub, sleep, spawn, throw_if_alive
 from lichen.listeners import make_listener, parse_address  # (re-exported: they lived here)
 from lichen.loop import Timer
 from lichen.preamble import read_proxy_header
@@ -97,7 +95,7 @@ class StreamServer:
         # (no 64 KiB allocation per read); used by this server's hub thread.
         self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self._hub = get_hub()
-        self._queue = _WorkQueue(self._serve)
+        self._queue = WorkQueue(self._serve)
         # ready(channel): queue a channel whose client has sent something (a
         # parked channel's watcher calls it) for a worker greenlet.
         self.ready: Callable[[Channel], None] = self._queue.put
@@ -237,7 +235,8 @@ class StreamServer:
             channel.close()
             if worker is not None and worker is not cur and not worker.dead:
                 self._hub.run_callback(throw_if_alive, worker, GreenletExit())
-        self._queue.close()
+        for channel in self._queue.close():  # (queued, never served: closed above already)
+            channel.close()
 
     def _close_idle(self, keep_fresh: bool) -> None:
         """Close parked connections, except those with work on its way: one
@@ -429,70 +428,3 @@ def peer_text(addr: Any) -> str:
         return f"{addr[0]}:{addr[1]}"
     return str(addr) or "unix-socket peer"
 
-
-class _WorkQueue:
-    """Stand-in for lichen.hub.WorkQueue (same contract): items put in one
-    loop iteration are served in turn by one worker greenlet."""
-
-    def __init__(self, serve: Callable[[Any], None], max_idle: int = 128) -> None:
-        from collections import deque
-
-        self._serve_item = serve
-        self._items: Any = deque()
-        self._free: list[greenlet] = []
-        self._pending = False
-        self._closed = False
-        self._max_idle = max_idle
-        self._hub = get_hub()
-
-    def put(self, item: Any) -> None:
-        self._items.append(item)
-        if not self._pending:
-            self._pending = True
-            self._hub.run_callback(self._drain)
-
-    @property
-    def idle_workers(self) -> int:
-        return len(self._free)
-
-    def close(self) -> None:
-        self._closed = True
-        free, self._free = self._free, []
-        for g in free:
-            self._hub.run_callback(g.switch, None)
-
-    def _drain(self) -> None:
-        self._pending = False
-        items = self._items
-        try:
-            while items:
-                free = self._free
-                g = free.pop() if free else greenlet(self._work, parent=self._hub.glet)
-                g.switch()
-        finally:
-            if items and not self._pending:
-                self._pending = True
-                self._hub.run_callback(self._drain)
-
-    def _work(self) -> None:
-        items = self._items
-        me = getcurrent()
-        hub_switch = self._hub.glet.switch
-        serve = self._serve_item
-        while True:
-            while items:
-                item = items.popleft()
-                try:
-                    serve(item)
-                except GreenletExit:
-                    return
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException:
-                    log.exception("serving %r failed", item)
-                item = None  # a parked worker must not keep its last item alive
-            free = self._free
-            if len(free) >= self._max_idle or self._closed:
-                return
-            free.append(me)
-            hub_switch()
