@@ -347,3 +347,26 @@ def test_send_all_by_and_recv_into_by_over_tls(listener, server_ctx, client_ctx)
     finally:
         client.close()
         server.close()
+
+
+# Server contexts from gevent/gunicorn-style options ------------------------------
+def test_server_context_asks_for_client_certificates_when_required(cert):
+    ctx = tls.server_context(cert[0], cert[1], ca_certs=cert[0], cert_reqs="required")
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize("value,mode", [(None, ssl.CERT_NONE), ("optional", ssl.CERT_OPTIONAL), (2, ssl.CERT_REQUIRED),
+                                        ("2", ssl.CERT_REQUIRED), (ssl.CERT_OPTIONAL, ssl.CERT_OPTIONAL),
+                                        ("CERT_REQUIRED", ssl.CERT_REQUIRED)])
+def test_server_context_reads_cert_reqs_in_every_spelling(cert, value, mode):
+    ctx = tls.server_context(cert[0], cert[1], ca_certs=cert[0], cert_reqs=value)
+    assert ctx.verify_mode == mode
+
+
+@pytest.mark.parametrize("kwargs,name", [({"cert_reqs": "sometimes", "ca_certs": "x"}, "cert_reqs"),
+                                         ({"cert_reqs": "required"}, "cert_reqs"),
+                                         ({"ciphers": "NO-SUCH-CIPHER"}, "ciphers"),
+                                         ({"ssl_version": "PROTOCOL_NOPE"}, "ssl_version")])
+def test_server_context_names_the_option_that_is_wrong(cert, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        tls.server_context(cert[0], cert[1], **kwargs)

@@ -79,8 +79,9 @@ class StreamServer:
         if handle is not None:
             self.handle = handle  # type: ignore[method-assign]
         if ssl_context is None and certfile:
-            ssl_context = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(certfile, keyfile)
+            from lichen.tls import server_context
+
+            ssl_context = server_context(certfile, keyfile)
         self.ssl_context = ssl_context
         st = self.settings
         self.proxy_allow = AllowList(st.proxy_allow_ips) if st.proxy_protocol else None

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from lichen.loop import READ, WRITE
 from lichen.socket import socket
 
-__all__ = ["SSLSocket", "wrap_socket"]
+__all__ = ["SSLSocket", "wrap_socket", "server_context", "CERT_REQS"]
 
 
 class SSLSocket(socket):
@@ -223,3 +223,61 @@ def wrap_socket(sock: socket | _stdlib.socket, context: ssl.SSLContext, *, serve
     if do_handshake_on_connect and connected:
         out.do_handshake()
     return out
+
+
+#: cert_reqs by name, as command lines and config files spell them (gunicorn
+#: also takes the numbers 0, 1, 2).
+CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def server_context(certfile: str, keyfile: str | None = None, *, ca_certs: str | None = None,
+                   cert_reqs: int | str | None = None, ciphers: str | None = None,
+                   ssl_version: Any = None) -> ssl.SSLContext:
+    """A server-side SSLContext from the options gevent's `**ssl_args`,
+    gunicorn and the lichen command share: the certificate chain and key;
+    `ca_certs` (PEM) to verify client certificates with; `cert_reqs`
+    (ssl.CERT_NONE/OPTIONAL/REQUIRED, or their names or numbers: client
+    certificates optional or required); `ciphers` (an OpenSSL cipher list);
+    `ssl_version` (an ssl.PROTOCOL_* constant or its name; the modern
+    default negotiates the best version both sides have). Raises ValueError
+    naming the option that is wrong, OSError / ssl.SSLError for files."""
+    if ssl_version is None or ssl_version in ("", "TLS", "TLS_SERVER"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    else:
+        if isinstance(ssl_version, str):
+            protocol = getattr(ssl, ssl_version if ssl_version.startswith("PROTOCOL_") else f"PROTOCOL_{ssl_version}",
+                               None)
+            if protocol is None:
+                raise ValueError(f"ssl_version: unknown protocol {ssl_version!r}")
+            ssl_version = protocol
+        context = ssl.SSLContext(ssl_version)
+    context.load_cert_chain(certfile, keyfile)
+    reqs = _cert_reqs(cert_reqs)
+    if ca_certs:
+        context.load_verify_locations(ca_certs)
+    elif reqs != ssl.CERT_NONE:
+        raise ValueError("cert_reqs: verifying client certificates needs ca_certs")
+    context.verify_mode = reqs
+    if ciphers:
+        try:
+            context.set_ciphers(ciphers)
+        except ssl.SSLError:
+            raise ValueError(f"ciphers: no cipher matches {ciphers!r}") from None
+    return context
+
+
+def _cert_reqs(value: int | str | None) -> ssl.VerifyMode:
+    if value is None or value == "":
+        return ssl.CERT_NONE
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("cert_")
+        if text.isdigit():
+            value = int(text)
+        elif text in CERT_REQS:
+            return CERT_REQS[text]
+        else:
+            raise ValueError(f"cert_reqs: {value!r} is none of none, optional, required")
+    try:
+        return ssl.VerifyMode(int(value))
+    except ValueError:
+        raise ValueError(f"cert_reqs: {value!r} is none of 0, 1, 2") from None
