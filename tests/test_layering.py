@@ -46,9 +46,13 @@ LAYERS: dict[str, set[str]] = {
     "lichen.server": _CORE | {"lichen.socket", "lichen.tls", "lichen.sync", "lichen.settings", "lichen.proxy",
                               "lichen.preamble", "lichen.channel", "lichen.listeners"},
     "lichen.stall": set(),
+    # WebSockets: the handshake judged on lichen.http's request, frames over
+    # the sockets' deadline surface (reached through the channel), no WSGI.
+    "lichen.websocket": _CORE | {"lichen.http", "lichen.sync", "lichen.threadpool"},
     # HTTP over the transport.
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
-                            "lichen.stall", "lichen._fastpath", "lichen._fastenv", "lichen._fasthead"},
+                            "lichen.stall", "lichen.websocket", "lichen._fastpath", "lichen._fastenv",
+                            "lichen._fasthead"},
     # Processes and the command line.
     "lichen.config": {"lichen.settings", "lichen.listeners"},
     "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process",

@@ -311,6 +311,24 @@ class Settings:
         None, "log the stack of a greenlet that keeps the hub from running for longer than this many "
               "seconds (logger lichen.stall); None turns the detector off", check=_positive,
         presets=(("--stall-detector", 1.0),))
+    websocket: bool = setting(
+        True, "accept RFC 6455 websocket upgrades: the app finds environ['wsgi.websocket'] (gevent-websocket's "
+              "interface); off, an upgrade request reaches the app as a plain request")
+    websocket_max_message: int = setting(
+        16 << 20, "largest websocket message in bytes (after decompression); a bigger one closes the "
+                  "websocket with 1009", check=_positive)
+    websocket_ping_interval: float = setting(
+        20.0, "seconds of silence from a websocket client after which the server pings it (keeps proxies "
+              "from cutting quiet websockets, finds vanished clients); 0 sends no pings", check=_non_negative)
+    websocket_idle_timeout: float = setting(
+        60.0, "seconds a websocket client may send nothing, not even the answer to a ping, before the "
+              "server closes the connection; 0: never", check=_non_negative)
+    websocket_close_timeout: float = setting(
+        5.0, "seconds the server waits for a websocket client to answer a close frame before it cuts "
+             "the connection", check=_positive)
+    websocket_compression: bool = setting(
+        True, "negotiate permessage-deflate (RFC 7692) with websocket clients that offer it; no "
+              "compression context is kept between messages, so an idle websocket holds none")
     accept_backoff: float = setting(
         0.05, "first pause in seconds after accept() fails for lack of file descriptors "
               "(doubles up to 1 s)", check=_positive)

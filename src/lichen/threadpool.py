@@ -6,15 +6,18 @@
 # hub holds a loop reference, so the loop does not think it ran dry. Threads
 # start lazily, up to `maxthreads`, and one pool serves every hub (results go
 # back to the hub that asked). Used for name resolution and blocking apps.
+# The other way round, a Portal lets a foreign thread run a call in a
+# greenlet of a hub and wait for it (a blocking app's socket work).
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import queue
 import threading
 from typing import Any, Callable, TypeVar
 
-from lichen.hub import Hub, Waiter, get_hub
+from lichen.hub import Hub, Waiter, get_hub, spawn
 
 T = TypeVar("T")
 log = logging.getLogger("lichen.error")
@@ -124,3 +127,25 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Portal:
+    """Run a callable in a greenlet of `hub` from a foreign thread and wait
+    for its outcome (its result, or its exception raised again here)."""
+
+    __slots__ = ("hub",)
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # re-raised in the calling thread
+                fut.set_exception(e)
+
+        self.hub.call_soon_threadsafe(spawn, run)
+        return fut.result()

@@ -13,6 +13,7 @@ from .request import RequestParser
 from .response import (
     CONTINUE_RESPONSE,
     FINISHED,
+    SWITCHED,
     Framer,
     build_head,
     build_simple_response,
@@ -30,6 +31,7 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "RequestParser",
+    "SWITCHED",
     "build_head",
     "build_simple_response",
     "build_whole_response",

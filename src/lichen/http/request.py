@@ -207,6 +207,16 @@ class RequestParser:
         state = self._state
         return (state == _IDLE and self._pos >= len(self._buf)) or state == _CLOSED
 
+    def detach(self) -> bytes:
+        """The connection switches protocols after the current message: the
+        bytes received after it, unparsed; the parser forgets them and its
+        queued events, and is idle and reusable for another connection."""
+        rest = bytes(self._buf[self._pos:])
+        self._events.clear()
+        self._buf, self._pos, self._scan, self._lines, self._hbytes = bytearray(), 0, 0, [], 0
+        self._state, self._current = _IDLE, None
+        return rest
+
     # -- errors ---------------------------------------------------------
 
     def _fail(self, err: RemoteProtocolError) -> RemoteProtocolError:

@@ -21,6 +21,7 @@ __all__ = [
     "CONTINUE_RESPONSE",
     "Framer",
     "FINISHED",
+    "SWITCHED",
     "build_head",
     "build_simple_response",
     "build_whole_response",
@@ -262,8 +263,32 @@ class _CloseFramer(Framer):
         pass
 
 
+class _SwitchedFramer(Framer):
+    """After 101 Switching Protocols: the connection speaks another protocol
+    now, so whatever the application still returns as an HTTP body is
+    dropped, and the connection never serves another HTTP request."""
+
+    __slots__ = ()
+    complete = True  # type: ignore[assignment]
+    must_close = True  # type: ignore[assignment]
+    remaining = 0  # type: ignore[assignment]
+
+    def frame(self, data: bytes) -> bytes:
+        return b""
+
+    def end(self) -> bytes:
+        return b""
+
+    def advance(self, n: int) -> None:
+        if n:
+            raise LocalProtocolError("HTTP body bytes sent after 101 Switching Protocols")
+
+
 _NO_BODY = _NoBodyFramer()
 _CLOSE_DELIMITED = _CloseFramer()
+#: The framer of a connection that switched protocols (101): it drops body
+#: writes and closes the connection after the application returns.
+SWITCHED: Framer = _SwitchedFramer()
 #: The framer of a response whose head and whole body are already framed
 #: (build_whole_response): complete, reusable, and nothing more to send.
 FINISHED: Framer = _NO_BODY
@@ -550,13 +575,15 @@ def _reason(status: int) -> str:
 
 def build_simple_response(status: int, message: str, *,
                           keep_alive: bool = False, date: bytes,
-                          server: bytes | None = None) -> bytes:
+                          server: bytes | None = None, fields: bytes = b"") -> bytes:
     """A complete short text/plain response, for error pages (400, 408,
-    413, 414, 417, 431, 500, 501, 505...).
+    413, 414, 417, 426, 431, 500, 501, 505...).
 
     The body is ``message`` (or the reason phrase when empty) plus a
     newline; ``Connection: close`` is added unless ``keep_alive``;
-    ``server`` (trusted) is the Server field value, None for none.
+    ``server`` (trusted) is the Server field value, None for none;
+    ``fields`` (trusted) are more field lines, each ending in CRLF (the
+    ``Sec-WebSocket-Version`` of a 426).
     """
     if not 100 <= status <= 599:
         raise ValueError(f"invalid status code {status}")
@@ -567,4 +594,4 @@ def build_simple_response(status: int, message: str, *,
         head += b"Server: %s\r\n" % server
     if not keep_alive:
         head += _CLOSE_LINE
-    return head + b"\r\n" + body
+    return head + fields + b"\r\n" + body

@@ -10,7 +10,11 @@
 # (one send for a whole list body, os.sendfile for a file), drains what the
 # app left unread, and says whether the connection may serve another request.
 # Every write goes through the channel's socket with the write timeout; a
-# client that went away is ClientGone, never an application error.
+# client that went away is ClientGone, never an application error. A
+# websocket handshake (only the parser lane sees one: the fast lane declines
+# Upgrade) is judged by lichen.websocket; a valid one puts a WebSocket in the
+# environ, and once the app has used it the connection is the websocket's:
+# no HTTP response is written, and it closes when the websocket is done.
 from __future__ import annotations
 
 import logging
@@ -23,6 +27,7 @@ from lichen.http import (CONTINUE_RESPONSE, LocalProtocolError, RemoteProtocolEr
                          build_simple_response)
 from lichen.proxy import ProxyHeaderError, apply_proxy_headers
 from lichen.server import RECV_SIZE, peer_text
+from lichen.websocket import Rejection, WebSocketError, check_request
 from lichen.wsgi.input import EMPTY_INPUT, Input
 from lichen.wsgi.response import FileWrapper, Response, close_body
 
@@ -48,13 +53,15 @@ def send(channel: Any, data: bytes, write_timeout: float, flags: int = 0) -> Non
         raise ClientGone(f"send failed: {e}") from e
 
 
-def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False) -> None:
-    """Answer with a short error response (unless a head went out already)
-    and close, lingering: the client may still be sending."""
+def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False,
+                fields: bytes = b"") -> None:
+    """Answer with a short error response (unless a head went out already),
+    with more header `fields` if given, and close, lingering: the client may
+    still be sending."""
     if not head_sent:
         try:
             send(channel, build_simple_response(status, message, date=server.date(),
-                                                server=server.server_header_bytes),
+                                                server=server.server_header_bytes, fields=fields),
                  server.settings.write_timeout)
         except ClientGone:
             channel.close()
@@ -112,6 +119,12 @@ class Exchange:
                 reject(srv, self.channel, RemoteProtocolError(f"proxy headers: {e}", 400))
                 return False
         keep = req.keep_alive and srv.keepalive and not srv.stopping
+        ws = None
+        if self.parser is not None and srv.websockets is not None and "HTTP_UPGRADE" in env:
+            ws = self._websocket(env)
+            if ws is False:
+                return False  # refused: answered and closed
+            keep = keep and ws is None
         resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
         resp.will_close = self._will_close
         access = srv.access_log
@@ -124,14 +137,49 @@ class Exchange:
                 if ok:
                     ok = self._finish_body()
                 self.body_unread = not self.input.finished
+            if ws is not None and ws.finish(not ok):
+                resp.bytes_sent = ws.bytes_sent  # (the frames after the 101)
         finally:
             # The response and the input call back into this exchange: left
             # in place, each request would leave a cycle for the collector.
             self.response = None
             self.input = EMPTY_INPUT
+            if ws is not None:
+                srv.websockets.forget(ws)
         if access is not None:
             srv.access(env, resp, time.time() - started)
         return ok and resp.keep_alive and not resp.must_close
+
+    def _websocket(self, env: dict) -> Any:
+        """Judge a request that asks to upgrade: None when it is no
+        websocket handshake (a plain request then); False when it was
+        refused (answered with its status, closed); else the WebSocket now
+        in `env`, with the bytes that came after the handshake."""
+        srv = self.server
+        hs = check_request(self.request)
+        if hs is None:
+            return None
+        if srv.stopping:
+            hs = Rejection(503, "the server is shutting down")
+        if isinstance(hs, Rejection):
+            srv.log_error("websocket handshake from %s refused: %s (%d)", peer_text(self.channel.peer), hs.message,
+                          hs.status, level=logging.INFO)
+            reply_error(srv, self.channel, hs.status, hs.message, fields=hs.fields)
+            return False
+        parser = self.parser
+        rest = parser.detach()  # (the connection never goes back to HTTP)
+        srv.give_parser(parser)
+        self.parser = None
+        # The fields live on in the environ: a websocket that waits for
+        # messages for hours need not keep them twice.
+        self.request.headers = []
+        return srv.websockets.open_websocket(self.channel, hs, env, rest, self._switched)
+
+    def _switched(self, head_bytes: int) -> None:
+        resp = self.response
+        if resp is None:
+            raise WebSocketError("the request is over: its websocket can no longer be opened")
+        resp.switched(head_bytes)
 
     # Writing ---------------------------------------------------------------
     def sendall(self, data: bytes) -> None:
@@ -169,7 +217,8 @@ class Exchange:
             result = srv.application(env, resp.start_response)
             if type(result) is list and not resp.head_sent and resp.status is not None:
                 resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
-            elif isinstance(result, FileWrapper) and not self.channel.encrypted and result.fileno() is not None:
+            elif (isinstance(result, FileWrapper) and not resp.head_sent and not self.channel.encrypted
+                  and result.fileno() is not None):
                 self._send_file(resp, result)
             else:
                 for data in result:
@@ -177,7 +226,7 @@ class Exchange:
                         resp.write(data)
                 resp.finish()
             return True
-        except ClientGone as e:
+        except (ClientGone, WebSocketError) as e:
             log.debug("client %s went away: %s", peer_text(self.channel.peer), e)
             return False
         except RemoteProtocolError as e:

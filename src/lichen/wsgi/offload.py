@@ -12,12 +12,11 @@
 # wrapping only a mounted sub-app keeps the rest on greenlets.
 from __future__ import annotations
 
-import concurrent.futures
 from typing import Any, Callable, Iterable, Iterator
 
-from lichen.hub import Hub, get_hub, spawn
+from lichen.hub import get_hub, spawn
 from lichen.sync import Queue
-from lichen.threadpool import ThreadPool
+from lichen.threadpool import Portal, ThreadPool
 from lichen.wsgi.response import close_body
 
 __all__ = ["blocking", "BlockingApp"]
@@ -33,34 +32,12 @@ class _Raised:
         self.exc = exc
 
 
-class _Portal:
-    """Run a callable in a greenlet of `hub` from a foreign thread and wait
-    for its outcome."""
-
-    __slots__ = ("hub",)
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as e:  # re-raised in the calling thread
-                fut.set_exception(e)
-
-        self.hub.call_soon_threadsafe(spawn, run)
-        return fut.result()
-
-
 class _ThreadInput:
     """`wsgi.input` as seen from the app's thread: every read runs on the hub."""
 
     __slots__ = ("_inp", "_portal")
 
-    def __init__(self, inp: Any, portal: _Portal) -> None:
+    def __init__(self, inp: Any, portal: Portal) -> None:
         self._inp = inp
         self._portal = portal
 
@@ -93,7 +70,7 @@ class BlockingApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         hub = get_hub()
-        portal = _Portal(hub)
+        portal = Portal(hub)
         environ["wsgi.input"] = _ThreadInput(environ["wsgi.input"], portal)
         environ["wsgi.multithread"] = True
         chunks: Queue = Queue(maxsize=1)

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any, Callable
 
-from lichen.http import FINISHED, build_head, build_whole_response
+from lichen.http import FINISHED, SWITCHED, build_head, build_whole_response
 from lichen.http.response import body_bytes
 
 __all__ = ["FileWrapper", "Response", "ResponseStateError", "close_body"]
@@ -187,6 +187,19 @@ class Response:
         tail = self.framer.end()
         if tail:
             self._send(tail)
+
+    def switched(self, head_bytes: int) -> None:
+        """The connection leaves HTTP: a 101 Switching Protocols head of
+        `head_bytes` went out (0: the app sent its own). What the app still
+        returns as a body is dropped and the connection closes after it.
+        ResponseStateError if an HTTP response has begun already."""
+        if self.head_sent:
+            raise ResponseStateError("the HTTP response has begun: the connection cannot switch protocols")
+        self.head_sent = True
+        self.framer = SWITCHED
+        self.keep_alive = False
+        self.status_code = 101
+        self.head_bytes = head_bytes
 
     @property
     def must_close(self) -> bool:

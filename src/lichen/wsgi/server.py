@@ -22,6 +22,7 @@ from lichen._fasthead import HeadParser
 from lichen.http import Request, RequestParser
 from lichen.proxy import ProxyHeaders
 from lichen.server import StreamServer
+from lichen.websocket import Registry, WebSocketHandler
 from lichen.wsgi.accesslog import AccessLog
 from lichen.wsgi.driver import Driver
 from lichen.wsgi.environ import base_environ
@@ -72,8 +73,10 @@ class WSGIServer(StreamServer):
     `log` is the access log ('default' = logger `lichen.access`, None = off,
     a Logger, or a file-like object); `error_log` likewise (`lichen.error`).
     `environ` adds keys to every request's environ. `handler_class` is a
-    subclass of lichen.wsgi.driver.Driver. Settings (timeouts, limits,
-    formats) are keyword arguments; see `lichen.settings.Settings`."""
+    subclass of lichen.wsgi.driver.Driver, or gevent-websocket's
+    `WebSocketHandler` from lichen.websocket (websockets are on anyway:
+    see the `websocket` setting). Settings (timeouts, limits, formats) are
+    keyword arguments; see `lichen.settings.Settings`."""
 
     def __init__(self, listener: Any, application: Callable[..., Any], backlog: int | None = None,
                  spawn: Any = "default", log: Any = "default", error_log: Any = "default",
@@ -87,6 +90,8 @@ class WSGIServer(StreamServer):
 
             application = blocking(application, threads=self.settings.threads)
         self.application = application
+        if handler_class is WebSocketHandler:
+            handler_class = None  # (gevent-websocket's name for what every WSGIServer does here)
         driver_class = handler_class or Driver
         if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
             raise TypeError("handler_class must subclass lichen.wsgi.driver.Driver")
@@ -113,6 +118,8 @@ class WSGIServer(StreamServer):
         self._stall: Any = None
         self._date_next = 0.0
         self._date = b""
+        # The open websockets, their pings and deadlines (None: websockets off).
+        self.websockets = Registry(self) if st.websocket else None
 
     @property
     def base_environ(self) -> dict[str, Any]:
@@ -191,6 +198,11 @@ class WSGIServer(StreamServer):
         if self._stall is not None:
             self._stall.stop()
             self._stall = None
+        if self.websockets is not None:
+            self.stopping = True  # (no new websocket from here on)
+            self.websockets.going_away()
         super().stop(timeout)
+        if self.websockets is not None:
+            self.websockets.close()
         if self.settings.threads:
             self.application.pool.close()  # the pool made for threads=N
