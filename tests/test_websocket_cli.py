@@ -9,7 +9,6 @@
 # did the handshake and one echo, so each is known to wait in receive().
 from __future__ import annotations
 
-import concurrent.futures
 import resource
 import socket
 import struct
@@ -20,7 +19,7 @@ from websockets.sync.client import connect
 
 from helpers import raise_nofile_limit
 from proc_helpers import ROOT, Master, children, free_port, wait_port
-from ws_helpers import RawWS, frame, handshake_request
+from ws_helpers import RawWS, echo_clients, frame, handshake_request
 
 IDLE = 2000
 # What one idle websocket may cost the worker: the measured figure is about
@@ -54,16 +53,7 @@ def url(port: int) -> str:
 
 def test_many_clients_at_once_get_their_echoes(server):
     _master, port = server
-
-    def client(i):
-        with connect(url(port), open_timeout=20) as c:
-            for j in range(3):
-                c.send(f"{i}:{j}")
-                assert c.recv(timeout=20) == f"{i}:{j}"
-        return c.close_code
-
-    with concurrent.futures.ThreadPoolExecutor(100) as pool:
-        assert list(pool.map(client, range(300), timeout=120)) == [1000] * 300
+    assert echo_clients(url(port), 300, 3, threads=100) == [1000] * 300
 
 
 def test_a_1_mib_message_comes_back_whole(server):

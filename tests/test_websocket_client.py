@@ -6,7 +6,6 @@
 # are plain threads with the library's blocking client, each bounded in time.
 from __future__ import annotations
 
-import concurrent.futures
 import ssl
 import threading
 
@@ -16,7 +15,7 @@ from websockets.sync.client import connect
 from helpers import make_self_signed_cert
 from lichen.websocket import WebSocketError
 from wsgi_helpers import ServerThread, wait_until
-from ws_helpers import echo_app
+from ws_helpers import echo_app, echo_clients
 
 MIB = 1 << 20
 
@@ -61,16 +60,7 @@ def test_the_client_close_code_is_echoed(srv):
 
 
 def test_many_clients_at_once_each_get_their_own_messages(srv):
-    def client(i):
-        with connect(url(srv), open_timeout=10) as c:
-            for j in range(5):
-                c.send(f"{i}-{j}")
-                assert c.recv(timeout=10) == f"{i}-{j}"
-        return c.close_code
-
-    with concurrent.futures.ThreadPoolExecutor(50) as pool:
-        codes = list(pool.map(client, range(200), timeout=60))
-    assert codes == [1000] * 200
+    assert echo_clients(url(srv), 200, 5) == [1000] * 200
 
 
 def test_a_message_can_be_sent_to_other_websockets_while_they_wait_in_receive():

@@ -6,10 +6,12 @@
 #   the RFC 6455 case table can send what no client library would.
 # - echo_app: gevent-websocket style echo (receive until None, send back).
 # - handshake_request(): the request bytes of an opening handshake.
-# - WS_APP: the module:attribute of the echo app for the `lichen` command.
+# - echo_clients(): many `websockets` clients at once, each checking its
+#   own echoes; returns their close codes.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import os
 import socket
 import struct
@@ -17,7 +19,6 @@ from typing import Any
 
 TIMEOUT = 5.0
 KEY = base64.b64encode(b"0123456789abcdef").decode()
-WS_APP = "ws_apps:echo"
 
 
 def handshake_request(path: str = "/ws", *, key: str = KEY, version: str = "13", method: str = "GET",
@@ -186,3 +187,19 @@ def echo_app(environ: dict, start_response: Any) -> list[bytes]:
             break
         ws.send(message)
     return []
+
+
+def echo_clients(url: str, clients: int, messages: int, threads: int = 50, timeout: float = 20.0) -> list[int]:
+    """`clients` websockets (`threads` at a time), each sending `messages`
+    texts and checking every echo; the close codes they end with."""
+    from websockets.sync.client import connect
+
+    def client(i: int) -> int:
+        with connect(url, open_timeout=timeout) as c:
+            for j in range(messages):
+                c.send(f"{i}:{j}")
+                assert c.recv(timeout=timeout) == f"{i}:{j}"
+        return c.close_code
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(client, range(clients), timeout=120))

@@ -263,25 +263,14 @@ class _CloseFramer(Framer):
         pass
 
 
-class _SwitchedFramer(Framer):
+class _SwitchedFramer(_NoBodyFramer):
     """After 101 Switching Protocols: the connection speaks another protocol
     now, so whatever the application still returns as an HTTP body is
-    dropped, and the connection never serves another HTTP request."""
+    dropped (as for a response without body), and the connection never
+    serves another HTTP request."""
 
     __slots__ = ()
-    complete = True  # type: ignore[assignment]
     must_close = True  # type: ignore[assignment]
-    remaining = 0  # type: ignore[assignment]
-
-    def frame(self, data: bytes) -> bytes:
-        return b""
-
-    def end(self) -> bytes:
-        return b""
-
-    def advance(self, n: int) -> None:
-        if n:
-            raise LocalProtocolError("HTTP body bytes sent after 101 Switching Protocols")
 
 
 _NO_BODY = _NoBodyFramer()
