@@ -329,3 +329,45 @@ def test_a_graceful_stop_sends_1001_and_waits_for_the_answer():
         wait_until(lambda: srv.stop_returned_at is not None)
     finally:
         srv.stop(0)
+
+
+# permessage-deflate through the server ----------------------------------------------------
+def _deflated(payload: bytes) -> bytes:
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def test_a_compressed_message_is_inflated_and_answered(srv):
+    with open_ws(srv, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n") as ws:
+        assert ws.header("sec-websocket-extensions").startswith("permessage-deflate")
+        ws.send(frame(0x1, _deflated(b"squeeze " * 100), rsv1=True))
+        fin, op, payload = ws.read_frame()  # 800 bytes: compressed on the way back too
+        import zlib
+
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == b"squeeze " * 100
+
+
+def test_a_compressed_message_that_inflates_past_the_limit_closes_with_1009(srv):
+    bomb = _deflated(b"\0" * 5_000_000)  # a few kilobytes on the wire
+    with open_ws(srv, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n") as ws:
+        ws.send(frame(0x2, bomb, rsv1=True))
+        assert ws.read_close() == 1009
+        assert ws.at_eof()
+
+
+def test_two_greenlets_sending_at_once_never_interleave_frames():
+    from lichen.hub import spawn
+
+    def app(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        senders = [spawn(lambda b=b: [ws.send(b * 70_000) for _ in range(20)]) for b in (b"a", b"b")]
+        for g in senders:
+            g.join()
+        return []
+
+    with ServerThread(app) as srv:
+        with open_ws(srv) as ws:
+            got = [ws.read_message() for _ in range(40)]
+    assert all(op == 0x2 and payload in (b"a" * 70_000, b"b" * 70_000) for op, payload in got)

@@ -45,6 +45,22 @@ def test_file_wrapper_with_a_real_file_uses_sendfile_and_delivers_exact_bytes(da
     assert all(f.closed for f in opened)  # close() of the wrapper closes the file
 
 
+def test_a_file_wrapper_after_write_continues_the_same_response(data_file):
+    path, data = data_file
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        write(b"head-start:")
+        return environ["wsgi.file_wrapper"](open(path, "rb"), 8192)
+
+    with ServerThread(app) as srv, srv.connect() as c:
+        c.send(get("/") + get("/"))
+        for _ in range(2):  # one head each, and the body framed as it began
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b"head-start:" + data
+
+
 def test_iterable_close_is_called_when_the_client_disconnects(logs):
     log = []
     with ServerThread(endless_app(log)) as srv:
