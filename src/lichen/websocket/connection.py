@@ -156,7 +156,10 @@ class WebSocket:
         if get_ident() != self._owner.hub_ident:
             return self._owner.portal.call(self.receive)
         if self._state == NEW:
-            self.accept()
+            try:
+                self.accept()
+            except WebSocketError:  # gone before the 101 got out: closed, as for any vanished client
+                return None
         elif self._state == RAW:
             raise WebSocketError("the application took this connection's socket (werkzeug.socket)")
         if self._reader is not None:
