@@ -1,5 +1,6 @@
-# WebSocket apps the `lichen` command serves in tests/test_websocket_cli.py,
-# written as gevent-websocket apps are (only the import changes).
+# WebSocket apps written as gevent-websocket apps are (only the import
+# changes): served by the `lichen` command in test_websocket_cli.py and by
+# ServerThread in the other websocket tests (as ws_helpers.echo_app).
 from __future__ import annotations
 
 from lichen.websocket import WebSocketError

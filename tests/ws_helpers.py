@@ -4,7 +4,7 @@
 #   and then sends frames as built here (masked or not, fragmented, with any
 #   opcode, RSV bit or close payload) and reads the server's frames back, so
 #   the RFC 6455 case table can send what no client library would.
-# - echo_app: gevent-websocket style echo (receive until None, send back).
+# - echo_app: gevent-websocket style echo (tests/ws_apps.py's, re-exported).
 # - handshake_request(): the request bytes of an opening handshake.
 # - echo_clients(): many `websockets` clients at once, each checking its
 #   own echoes; returns their close codes.
@@ -16,6 +16,8 @@ import os
 import socket
 import struct
 from typing import Any
+
+from ws_apps import echo as echo_app  # noqa: F401 (re-exported for the tests)
 
 TIMEOUT = 5.0
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -173,20 +175,6 @@ class RawWS:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def echo_app(environ: dict, start_response: Any) -> list[bytes]:
-    """gevent-websocket's echo example: receive until None, send it back."""
-    ws = environ.get("wsgi.websocket")
-    if ws is None:
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
-        return [b"plain"]
-    while True:
-        message = ws.receive()
-        if message is None:
-            break
-        ws.send(message)
-    return []
 
 
 def echo_clients(url: str, clients: int, messages: int, threads: int = 50, timeout: float = 20.0) -> list[int]:
