@@ -3,17 +3,15 @@
 # Strategy: standard library only, so that the master (which never loads the
 # hub) and the workers import it alike, and neither imports the other: the
 # exit codes a worker reports to its master, the log files both reopen on USR1
-# (for logrotate) and flush before a forked child exits, systemd's readiness
-# notification, and the open-files limit a worker raises for its connections.
+# (for logrotate) and flush before a forked child exits, and systemd's
+# readiness notification.
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import socket
 
-__all__ = ["WORKER_BOOT_ERROR", "WORKER_RELOAD", "log_handlers", "reopen_log_files", "flush_logs", "sd_notify",
-           "raise_open_files"]
+__all__ = ["WORKER_BOOT_ERROR", "WORKER_RELOAD", "log_handlers", "reopen_log_files", "flush_logs", "sd_notify"]
 
 log = logging.getLogger("lichen.error")
 
@@ -70,22 +68,3 @@ def sd_notify(message: str) -> None:
             s.sendall(message.encode())
     except OSError as e:
         log.warning("sd_notify to %s failed: %s", path, e)
-
-
-def raise_open_files(wanted: int) -> int:
-    """Raise this process's soft limit of open files (RLIMIT_NOFILE)
-    towards `wanted`, never past the hard limit; returns the soft limit now
-    in force. Every connection holds a descriptor, and many systems start
-    processes at 1024, far below what idle keep-alive connections and
-    websockets can number."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return soft
-    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if new > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        except (ValueError, OSError) as e:
-            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, new, e)
-            return soft
-    return new

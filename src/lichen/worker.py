@@ -19,7 +19,7 @@ from lichen.apploader import AppLoadError, load_app
 from lichen.config import Config
 from lichen.hub import get_hub, spawn
 from lichen.loop import Timer
-from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, raise_open_files, reopen_log_files
+from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, reopen_log_files
 from lichen.sync import Event
 
 __all__ = ["run_worker", "build_server"]
@@ -52,13 +52,6 @@ def run_worker(cfg: Config, listeners: list[Any], heartbeat: Any, age: int, max_
     except AppLoadError as e:
         log.error("cannot load the application: %s", e)
         return WORKER_BOOT_ERROR
-    # One descriptor per connection, plus a few for logs, listeners and the
-    # loop: a soft limit of 1024 would cap idle websockets far below the
-    # max_connections setting.
-    nofile = raise_open_files(cfg.settings.max_connections + 64)
-    if nofile < cfg.settings.max_connections:
-        log.info("open-files limit %d (the hard limit) is below max_connections (%d)", nofile,
-                 cfg.settings.max_connections)
     server = build_server(cfg, listeners, app)
     hub = get_hub()
     done = Event()
