@@ -23,12 +23,26 @@ from lichen.process import reopen_log_files
     ("tcp:8080", (socket.AF_INET, ("", 8080))),
     ("tcp:8080:interface=127.0.0.1", (socket.AF_INET, ("127.0.0.1", 8080))),
     (r"tcp:8080:backlog=50:interface=\:\:1", (socket.AF_INET6, ("::1", 8080))),
+    # As gunicorn reads them: a host alone is port 8000, ':port' every interface.
+    ("localhost", (socket.AF_INET, ("localhost", 8000))),
+    ("localhost:9000", (socket.AF_INET, ("localhost", 9000))),
+    (":5000", (socket.AF_INET, ("", 5000))),
+    ("", (socket.AF_INET, ("", 8000))),
+    ("tcp://127.0.0.1:5000", (socket.AF_INET, ("127.0.0.1", 5000))),
+    ("tcp://:5000", (socket.AF_INET, ("", 5000))),
+    ("[::]:8000", (socket.AF_INET6, ("::", 8000))),
+    ("[::1]", (socket.AF_INET6, ("::1", 8000))),
+    ("unix:///run/x.sock", (socket.AF_UNIX, "/run/x.sock")),
+    ("unix://x.sock", (socket.AF_UNIX, "x.sock")),
+    ("8080", (socket.AF_INET, ("", 8080))),  # twistd's --port 8080
 ])
 def test_parse_bind_reads_every_spelling(spec, expected):
     assert parse_bind(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["nonsense", "fd://", "fd://x", "fd://-1", "tcp:", "tcp:http", "unix:", ":99999"])
+@pytest.mark.parametrize("spec", ["fd://", "fd://x", "fd://-1", "tcp:", "tcp:http", "unix:", ":99999",
+                                  "127.0.0.1:notaport", "localhost:", "[::1", "[::1]:x", "[::1]8000", "::1:8000",
+                                  "tcp://host:port", "some host:80", "/path/to.sock"])
 def test_parse_bind_rejects_a_bad_spelling_naming_it(spec):
     with pytest.raises(ValueError, match="listener"):
         parse_bind(spec)

@@ -5,7 +5,9 @@
 # re-exports parse_address and make_listener). parse_address/make_listener
 # take a server's listener specs: (host, port), 'host:port', '[::1]:port',
 # 'unix:/path' or a socket. parse_bind/bind add the command line's spellings
-# (fd://N, twistd's tcp:PORT[:interface=ADDR], a umask for unix sockets), and
+# (gunicorn's: a host alone is port 8000, ':port' every interface, tcp://,
+# unix://, fd://N; twistd's tcp:PORT[:interface=ADDR] and a bare port; a
+# umask for unix sockets), and
 # open_listeners takes the sockets systemd (LISTEN_FDS) or a parent master on
 # USR2 (LICHEN_FDS) hands over before binding anything itself. Parsing does
 # no I/O, so the command line checks --bind before the master starts.
@@ -57,7 +59,7 @@ def _port(port: Any, spec: Any) -> int:
     try:
         value = int(port)
     except (TypeError, ValueError):
-        raise ValueError(f"bad port in listener {spec!r}") from None
+        raise ValueError(f"bad port {port!r} in listener {spec!r}; expected a number") from None
     if not 0 <= value <= 65535:
         raise ValueError(f"port out of range in listener {spec!r}")
     return value
@@ -117,11 +119,17 @@ def _is_stale_unix_socket(path: str) -> bool:
     raise OSError(errno.EADDRINUSE, f"another server is listening on {path}")
 
 
+DEFAULT_PORT = 8000  # gunicorn's, for a bind that names a host alone
+
+
 def parse_bind(spec: str) -> tuple[int | None, Any]:
     """A --bind spelling -> (family, sockaddr) as parse_address gives, or
-    (None, fd) for fd://N. twistd's tcp:PORT[:interface=ADDR] takes its other
-    options (backlog=...) without using them: the backlog setting rules.
-    Raises ValueError; does no I/O."""
+    (None, fd) for fd://N. As gunicorn reads them: `host` alone is port
+    8000, `:port` (host '') every interface, `tcp://` is dropped, `unix:`
+    may be `unix://`; a bare number is a port on every interface (twistd's
+    --port 8080). twistd's tcp:PORT[:interface=ADDR] takes its other options
+    (backlog=...) without using them: the backlog setting rules. Raises
+    ValueError; does no I/O."""
     if spec.startswith("fd://"):
         try:
             fd = int(spec[5:])
@@ -130,7 +138,9 @@ def parse_bind(spec: str) -> tuple[int | None, Any]:
         if fd < 0:
             raise ValueError(f"bad listener {spec!r}; a file descriptor is >= 0")
         return None, fd
-    if spec.startswith("tcp:"):
+    if spec.startswith("unix:"):
+        return parse_address("unix:" + spec[5:].removeprefix("//"))
+    if spec.startswith("tcp:") and not spec.startswith("tcp://"):
         # Options are split on colons; an IPv6 interface escapes its own, as in twistd: interface=\:\:1
         port, *options = (part.replace("\\:", ":") for part in re.split(r"(?<!\\):", spec[4:]))
         host = ""
@@ -139,7 +149,20 @@ def parse_bind(spec: str) -> tuple[int | None, Any]:
             if key == "interface":
                 host = value
         return _family_of(host), (host, _port(port, spec))
-    return parse_address(spec)
+    rest = spec.removeprefix("tcp://")
+    if rest.isdigit():
+        return _family_of(""), ("", _port(rest, spec))
+    if rest.startswith("["):
+        host, sep, tail = rest[1:].partition("]")
+        if not sep or (tail and not tail.startswith(":")):
+            raise ValueError(f"bad IPv6 listener {spec!r}; expected '[addr]:port'")
+        return socket.AF_INET6, (host, _port(tail[1:], spec) if tail else DEFAULT_PORT)
+    if rest.count(":") > 1:
+        raise ValueError(f"IPv6 listener {spec!r} must be written '[addr]:port'")
+    host, sep, port = rest.partition(":")
+    if "/" in host or any(c.isspace() for c in host):
+        raise ValueError(f"bad listener {spec!r}; expected host:port, unix:/path or fd://N")
+    return _family_of(host), (host, _port(port, spec) if sep else DEFAULT_PORT)
 
 
 def bind(spec: str, backlog: int, reuse_port: bool = False, umask: int | None = None) -> socket.socket:
@@ -189,6 +212,8 @@ def open_listeners(binds: Iterable[str], backlog: int, reuse_port: bool = False,
                 for s in socks:
                     s.close()
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                # socket.create_server appends the address it tried, which the message has already.
+                reason = reason.split(" (while attempting to bind")[0]
                 raise ListenError(f"cannot listen on {spec}: {reason}") from None
     for s in socks:
         s.setblocking(False)
