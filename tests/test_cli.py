@@ -47,7 +47,7 @@ def test_bare_module_form_uses_application():
 
 
 def test_missing_module_is_a_one_line_error():
-    with pytest.raises(AppLoadError, match="no module named 'nosuchmodule'") as e:
+    with pytest.raises(AppLoadError, match="No module named 'nosuchmodule'") as e:
         load_app("nosuchmodule:app")
     assert "\n" not in str(e.value)
 
@@ -132,7 +132,7 @@ def test_wrong_app_path_exits_nonzero_with_one_line_reason():
     out = subprocess.run([sys.executable, "-m", "lichen", "-b", "127.0.0.1:0", "nosuchmodule:app"],
                          capture_output=True, text=True, timeout=30, cwd=os.path.dirname(HERE))
     assert out.returncode != 0
-    reasons = [line for line in out.stderr.splitlines() if "no module named 'nosuchmodule'" in line]
+    reasons = [line for line in out.stderr.splitlines() if "No module named 'nosuchmodule'" in line]
     assert len(reasons) == 1
 
 

@@ -38,7 +38,7 @@ LAYERS: dict[str, set[str]] = {
     "lichen.settings": set(),
     "lichen.listeners": set(),
     "lichen.process": set(),
-    "lichen.apploader": set(),
+    "lichen.apploader": {"lichen.demo"},
     "lichen.demo": set(),
     "lichen.channel": set(),
     # Transport.
