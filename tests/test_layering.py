@@ -38,6 +38,7 @@ LAYERS: dict[str, set[str]] = {
     "lichen.settings": set(),
     "lichen.listeners": set(),
     "lichen.process": set(),
+    "lichen.hooks": set(),
     "lichen.apploader": {"lichen.demo"},
     "lichen.demo": set(),
     "lichen.channel": set(),
