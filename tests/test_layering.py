@@ -39,6 +39,7 @@ LAYERS: dict[str, set[str]] = {
     "lichen.listeners": set(),
     "lichen.process": set(),
     "lichen.hooks": set(),
+    "lichen.compat": set(),
     "lichen.apploader": {"lichen.demo"},
     "lichen.demo": set(),
     "lichen.channel": set(),
@@ -51,11 +52,11 @@ LAYERS: dict[str, set[str]] = {
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
                             "lichen.stall", "lichen._fastpath", "lichen._fastenv", "lichen._fasthead"},
     # Processes and the command line.
-    "lichen.config": {"lichen.settings", "lichen.listeners"},
-    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process",
-                       "lichen.worker"},  # (the worker only in the forked child)
-    "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.demo", "lichen.sync",
-                              "lichen.wsgi", "lichen.process"},
+    "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process"},
+    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process", "lichen.hooks",
+                       "lichen.apploader", "lichen.worker"},  # (the worker only in the forked child)
+    "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.sync", "lichen.wsgi",
+                              "lichen.process", "lichen.hooks", "lichen.tls"},
     "lichen.cli": {"lichen.config", "lichen.settings", "lichen.arbiter", "lichen.process"},
     "lichen.embed": _CORE | {"lichen.wsgi"},
     "lichen.gunicorn": _CORE | {"lichen.wsgi"},
