@@ -241,7 +241,10 @@ def server_context(certfile: str, keyfile: str | None = None, *, ca_certs: str |
     `ssl_version` (an ssl.PROTOCOL_* constant or its name; the modern
     default negotiates the best version both sides have). Raises ValueError
     naming the option that is wrong, OSError / ssl.SSLError for files."""
-    if ssl_version is None or ssl_version in ("", "TLS", "TLS_SERVER"):
+    if ssl_version is None or ssl_version in ("", "TLS", "TLS_SERVER", "PROTOCOL_TLS", "PROTOCOL_TLS_SERVER") or \
+            ssl_version in (ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_SERVER):
+        # (gunicorn's default is the deprecated PROTOCOL_TLS: the same
+        # negotiation, on the server side.)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     else:
         if isinstance(ssl_version, str):
