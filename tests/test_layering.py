@@ -59,7 +59,7 @@ LAYERS: dict[str, set[str]] = {
                               "lichen.process", "lichen.hooks", "lichen.tls"},
     "lichen.cli": {"lichen.config", "lichen.settings", "lichen.arbiter", "lichen.process"},
     "lichen.embed": _CORE | {"lichen.wsgi"},
-    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.tls"},
+    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.tls", "lichen.hooks"},
 }
 
 # Underscore names the standard library documents as public API.

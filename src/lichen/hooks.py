@@ -13,8 +13,9 @@
 # pre_request/post_request wrap the app in a small WSGI middleware in the
 # worker (only when one of them is defined): post_request runs when the
 # server closes the response iterable, i.e. after the last byte of a
-# streamed body was sent or the client went away. Standard library only:
-# the master imports this module too.
+# streamed body was sent or the client went away. lichen.gunicorn.Worker
+# uses the same middleware for the hooks of gunicorn's own config.
+# Standard library only: the master imports this module too.
 from __future__ import annotations
 
 import inspect
@@ -77,10 +78,12 @@ def check_hook(name: str, fn: Any) -> Callable[..., Any]:
 
 
 class Hooks:
-    """The hooks a config file defines, by name."""
+    """The hooks a config file defines, by name; `logger` (default
+    lichen.error) gets the traceback of one that raises."""
 
-    def __init__(self, functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, functions: Mapping[str, Callable[..., Any]] | None = None, logger: Any = None) -> None:
         self.functions = dict(functions or {})
+        self.log = logger if logger is not None else log
 
     def __contains__(self, name: str) -> bool:
         return name in self.functions
@@ -103,7 +106,7 @@ class Hooks:
         except Exception as e:
             if fatal:
                 raise HookError(f"the {name} hook failed: {type(e).__name__}: {e}") from e
-            log.exception("the %s hook raised", name)
+            self.log.exception("the %s hook raised", name)
 
 
 class HookRequest:
