@@ -46,6 +46,11 @@ def lichen(*args, cwd=ROOT, preexec_fn=None, timeout=30):
     (["--wsgi-file", "a.py", "pkg:app"], "--wsgi-file: the app is named twice (--wsgi-file a.py and pkg:app)"),
     (["web", "--module", "pkg:app"], "--module: the app is named twice ('web' and 'pkg:app')"),
     (["--umask", "999"], "--umask: expected an octal number like 027"),
+    (["myproject:create_app("], "APP: 'myproject:create_app(': 'create_app(' is not an attribute name or a call"),
+    (["myproject:create_app(os.environ)"], "APP: 'myproject:create_app(os.environ)': factory arguments must be "
+                                           "literals"),
+    ([":app"], "APP: ':app': missing module name before ':'"),
+    (["--module", "my project:app"], "--module: 'my project:app': 'my project' is not a module name"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["-c", "/no/such/gunicorn.conf.py"], "config file '/no/such/gunicorn.conf.py' does not exist"),
     (["--error-logfile", "/no/such/dir/error.log"], "--error-logfile: cannot open '/no/such/dir/error.log'"),
@@ -143,3 +148,4 @@ def test_a_daemon_that_cannot_start_says_why_and_exits_1(tmp_path):
         "lichen: cannot load the application: No module named 'nosuchmodule'\n"
     # The log file gets the same line.
     assert "lichen: cannot load the application" in (tmp_path / "error.log").read_text()
+

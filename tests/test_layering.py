@@ -52,7 +52,8 @@ LAYERS: dict[str, set[str]] = {
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
                             "lichen.stall", "lichen._fastpath", "lichen._fastenv", "lichen._fasthead"},
     # Processes and the command line.
-    "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process"},
+    "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process",
+                      "lichen.apploader"},
     "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process", "lichen.hooks",
                        "lichen.apploader", "lichen.worker"},  # (the worker only in the forked child)
     "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.sync", "lichen.wsgi",

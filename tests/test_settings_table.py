@@ -28,6 +28,7 @@ SAMPLES = {
     "log_level": ("debug", "debug"),
     "forwarded_allow_ips": ("10.0.0.0/8", "10.0.0.0/8"),
     "proxy_allow_ips": ("10.0.0.0/8", "10.0.0.0/8"),
+    "wsgi_app": ("pkg.module:create_app('x')", "pkg.module:create_app('x')"),
     "worker_class": ("gevent", "gevent"),
     "user": ("nobody", "nobody"),
     "group": ("65534", "65534"),

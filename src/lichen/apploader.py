@@ -32,10 +32,12 @@ def parse_app_spec(spec: str) -> tuple[str, list[str] | None, tuple[Any, ...] | 
     if not spec:
         raise AppLoadError("empty application name")
     module, sep, target = spec.partition(":")
+    if sep and not module:
+        raise AppLoadError(f"{spec!r}: missing module name before ':'")
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise AppLoadError(f"{spec!r}: {module!r} is not a module name (dotted Python names, as in pkg.module:app)")
     if not sep:
         return module, None, None, None
-    if not module:
-        raise AppLoadError(f"{spec!r}: missing module name before ':'")
     try:
         node = ast.parse(target, mode="eval").body
     except SyntaxError:

@@ -31,6 +31,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NoReturn
 
+from lichen.apploader import AppLoadError, parse_app_spec
 from lichen.compat import ALWAYS_NOTE, GUNICORN_ONLY, TWISTD_PORT, twistd_web, worker_class_note
 from lichen.hooks import HOOKS, Hooks, check_hook
 from lichen.listeners import parse_bind
@@ -63,9 +64,19 @@ def _check_binds(binds: tuple[str, ...]) -> None:
         parse_bind(spec)
 
 
+def _check_app(app: str | None) -> None:
+    # Only the spelling: the app is imported by the workers (or --preload).
+    if app is not None:
+        try:
+            parse_app_spec(app)
+        except AppLoadError as e:
+            raise ValueError(str(e)) from None
+
+
 # Checks that need another lichen module, which lichen.settings may not import.
 _MORE_CHECKS: dict[str, Callable[[Any], None]] = {
     "bind": _check_binds,
+    "wsgi_app": _check_app,
     "user": lambda v: resolve_user(v, None) if v is not None else None,
     "group": lambda v: resolve_user(None, v) if v is not None else None,
 }
