@@ -87,6 +87,14 @@ def test_an_app_that_raises_on_import_says_what_it_raised(tmp_path):
         "lichen: cannot load the application: importing 'broken' failed: RuntimeError: no database\n"
 
 
+@pytest.mark.parametrize("preload", [[], ["--preload"]], ids=["in the worker", "preloaded"])
+def test_an_app_that_calls_sys_exit_as_it_loads_is_one_line_and_exit_1(tmp_path, preload):
+    # exit(3) is also the worker's "reload me" code: it must not make the master fork again and again.
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(3)\n")
+    assert start_failure(*preload, "-b", f"127.0.0.1:{free_port()}", "quits:app", cwd=tmp_path) == \
+        "lichen: cannot load the application: importing 'quits' failed: SystemExit: 3\n"
+
+
 def test_log_level_debug_adds_the_traceback():
     out = lichen("-b", f"127.0.0.1:{free_port()}", "--log-level", "debug", "nosuchmodule:app")
     assert out.returncode == 1 and "Traceback" in out.stderr

@@ -72,7 +72,7 @@ def _import(module: str) -> Any:
         if e.name and (module == e.name or module.startswith(e.name + ".")):
             raise AppLoadError(f"No module named {module!r}") from e
         raise AppLoadError(f"importing {module!r} failed: {type(e).__name__}: {e}") from e
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # an app that calls sys.exit() as it loads
         raise AppLoadError(f"importing {module!r} failed: {type(e).__name__}: {e}") from e
 
 
@@ -110,7 +110,7 @@ def load_app(spec: str, chdir: str | None = None, pythonpath: list[str] | None =
     if args is not None:
         try:
             obj = obj(*args, **(kwargs or {}))
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise AppLoadError(f"the factory {spec!r} raised {type(e).__name__}: {e}") from e
     if not callable(obj):
         raise AppLoadError(f"{spec!r} is {type(obj).__name__}, not a WSGI callable")
@@ -153,7 +153,7 @@ def load_app_file(path: str, callable_name: str | None = None, chdir: str | None
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         sys.modules.pop(name, None)
         raise AppLoadError(f"running {path!r} failed: {type(e).__name__}: {e}") from e
     for attr in [callable_name] if callable_name else ["application", "app"]:
@@ -177,7 +177,7 @@ def _load_without_colon(name: str) -> Any:
                 raise AppLoadError(f"No module named {e.name!r}") from e
             raise AppLoadError(f"importing {name!r} failed: {type(e).__name__}: {e}") from e
         # `pkg.attr` where pkg.attr is not a module: the attribute form.
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise AppLoadError(f"importing {name!r} failed: {type(e).__name__}: {e}") from e
     if module is not None:
         for attr in ("application", "app"):

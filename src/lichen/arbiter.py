@@ -341,7 +341,9 @@ class Arbiter:
                 self.detached.close()
             code = run_worker(self, worker)
         except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
+            # The exit codes a worker returns mean something to the master:
+            # an app's sys.exit(3) must not read as one of them.
+            code = 0 if e.code in (None, 0) else 1
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
