@@ -157,3 +157,13 @@ def test_a_daemon_that_cannot_start_says_why_and_exits_1(tmp_path):
     # The log file gets the same line.
     assert "lichen: cannot load the application" in (tmp_path / "error.log").read_text()
 
+
+def test_print_config_into_a_closed_pipe_ends_quietly():
+    r, w = os.pipe()
+    os.close(r)  # as `lichen --print-config | head -1` once head is done
+    try:
+        out = subprocess.run([sys.executable, "-m", "lichen", "--print-config"], cwd=ROOT, stdout=w,
+                             stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(w)
+    assert (out.returncode, out.stderr) == (0, "")

@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         if cfg.print_config:
-            print(cfg.describe())
+            try:
+                print(cfg.describe(), flush=True)
+            except BrokenPipeError:  # `lichen --print-config | head`: the reader has had enough
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         configure_logging(cfg)
     except ConfigError as e:
