@@ -78,6 +78,40 @@ def test_open_listeners_closes_what_it_bound_and_names_the_failing_address(tmp_p
     bind(f"unix:{path}", 16).close()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_bind_on_every_ipv6_interface_takes_ipv4_too_as_under_gunicorn():
+    port = _free_port()
+    socks = open_listeners([f"[::]:{port}"], 16, environ={})
+    try:
+        assert _connects("127.0.0.1", port) and _connects("::1", port)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_ipv4_and_ipv6_wildcards_on_one_port_bind_side_by_side():
+    port = _free_port()
+    socks = open_listeners([f"0.0.0.0:{port}", f"[::]:{port}"], 16, environ={})
+    try:
+        assert len(socks) == 2 and _connects("127.0.0.1", port) and _connects("::1", port)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_open_listeners_takes_a_parent_masters_sockets_and_forgets_the_variable():
     listener = socket.create_server(("127.0.0.1", 0))
     fd = os.dup(listener.fileno())

@@ -7,7 +7,8 @@
 # 'unix:/path' or a socket. parse_bind/bind add the command line's spellings
 # (gunicorn's: a host alone is port 8000, ':port' every interface, tcp://,
 # unix://, fd://N; twistd's tcp:PORT[:interface=ADDR] and a bare port; a
-# umask for unix sockets), and
+# umask for unix sockets; [::]:port dual-stack as gunicorn gets it from
+# Linux, unless 0.0.0.0:port is bound beside it), and
 # open_listeners takes the sockets systemd (LISTEN_FDS) or a parent master on
 # USR2 (LICHEN_FDS) hands over before binding anything itself. Parsing does
 # no I/O, so the command line checks --bind before the master starts.
@@ -18,7 +19,7 @@ import os
 import re
 import socket
 import stat
-from typing import Any, Iterable, MutableMapping
+from typing import Any, Collection, Iterable, MutableMapping
 
 __all__ = ["parse_address", "make_listener", "parse_bind", "bind", "open_listeners", "ListenError"]
 
@@ -85,7 +86,7 @@ def make_listener(address: Any, backlog: int = 2048, reuse_port: bool = False) -
     return sock
 
 
-def _listen(family: int, addr: Any, backlog: int, reuse_port: bool) -> socket.socket:
+def _listen(family: int, addr: Any, backlog: int, reuse_port: bool, dualstack: bool = True) -> socket.socket:
     if family == getattr(socket, "AF_UNIX", None):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -97,8 +98,9 @@ def _listen(family: int, addr: Any, backlog: int, reuse_port: bool) -> socket.so
             sock.close()
             raise
         return sock
-    if addr[0] == "" and socket.has_dualstack_ipv6():
-        # '' means every interface: one dual-stack socket takes IPv4 and IPv6.
+    if addr[0] in ("", "::") and dualstack and socket.has_dualstack_ipv6():
+        # '' means every interface: one dual-stack socket takes IPv4 and IPv6;
+        # so does '::', as with Linux's default (and so under gunicorn).
         return socket.create_server(("", addr[1]), family=socket.AF_INET6, backlog=backlog,
                                     reuse_port=reuse_port, dualstack_ipv6=True)
     return socket.create_server(addr, family=family, backlog=backlog, reuse_port=reuse_port)
@@ -165,9 +167,11 @@ def parse_bind(spec: str) -> tuple[int | None, Any]:
     return _family_of(host), (host, _port(port, spec) if sep else DEFAULT_PORT)
 
 
-def bind(spec: str, backlog: int, reuse_port: bool = False, umask: int | None = None) -> socket.socket:
+def bind(spec: str, backlog: int, reuse_port: bool = False, umask: int | None = None,
+         ipv4_taken: Collection[int] = ()) -> socket.socket:
     """A listening non-blocking socket for one --bind spelling; `umask`
-    applies while a unix socket file is created."""
+    applies while a unix socket file is created. `[::]:port` takes IPv4 too
+    unless `port` is in `ipv4_taken` (also bound as 0.0.0.0:port)."""
     family, addr = parse_bind(spec)
     if family is None:
         sock = socket.socket(fileno=addr)
@@ -178,9 +182,21 @@ def bind(spec: str, backlog: int, reuse_port: bool = False, umask: int | None = 
         finally:
             os.umask(old)
     else:
-        sock = _listen(family, addr, backlog, reuse_port)
+        sock = _listen(family, addr, backlog, reuse_port, dualstack=addr[1] not in ipv4_taken)
     sock.setblocking(False)
     return sock
+
+
+def _ipv4_wildcard_ports(binds: Iterable[str]) -> set[int]:
+    ports = set()
+    for spec in binds:
+        try:
+            family, addr = parse_bind(spec)
+        except ValueError:
+            continue  # bind() reports it
+        if family == socket.AF_INET and addr[0] == "0.0.0.0":
+            ports.add(addr[1])
+    return ports
 
 
 def inherited(environ: MutableMapping[str, str]) -> list[socket.socket] | None:
@@ -205,9 +221,11 @@ def open_listeners(binds: Iterable[str], backlog: int, reuse_port: bool = False,
     socks = inherited(os.environ if environ is None else environ)
     if socks is None:
         socks = []
+        binds = list(binds)
+        ipv4_taken = _ipv4_wildcard_ports(binds)
         for spec in binds:
             try:
-                socks.append(bind(spec, backlog, reuse_port, umask))
+                socks.append(bind(spec, backlog, reuse_port, umask, ipv4_taken))
             except (OSError, ValueError) as e:
                 for s in socks:
                     s.close()
