@@ -20,7 +20,8 @@ from proc_helpers import ROOT, free_port
 
 
 def lichen(*args, cwd=ROOT, preexec_fn=None, timeout=30):
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "WEB_CONCURRENCY", "LICHEN_CMD_ARGS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PORT", "WEB_CONCURRENCY", "LICHEN_CMD_ARGS", "GUNICORN_CMD_ARGS")}
     return subprocess.run([sys.executable, "-m", "lichen", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, preexec_fn=preexec_fn)
 
@@ -39,6 +40,7 @@ def lichen(*args, cwd=ROOT, preexec_fn=None, timeout=30):
     (["--cert-reqs", "required", "--certfile", "c.pem"], "--cert-reqs: verifying client certificates needs --ca-certs"),
     (["--cert-reqs", "sometimes"], "--cert-reqs: expected none, optional or required (or 0, 1, 2), got 'sometimes'"),
     (["--ca-certs", "ca.pem"], "--ca-certs: needs --certfile"),
+    (["--certfile", "c.pem", "--ciphers", "NO-SUCH-CIPHER"], "--ciphers: no cipher matches 'NO-SUCH-CIPHER'"),
     (["--log-config-dict", "[1, 2]"], "--log-config-dict: expected a dict, got '[1, 2]'"),
     (["--log-config-dict", "{'version': 7}"], "--log-config-dict: ValueError: Unsupported version: 7"),
     (["--log-config", "/no/such/logging.ini"], "--log-config: no such file '/no/such/logging.ini'"),

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -302,6 +303,26 @@ def test_client_certificates_are_optional_with_cert_reqs_optional(project):
              "optapp:app") as run:
         assert _https_get(run.port, ca) == 200
         assert _https_get(run.port, ca, client) == 200
+
+
+def _tls12_cipher(port, ca, ciphers=None):
+    """The cipher a TLS 1.2 client offering `ciphers` (default: its own list) gets."""
+    context = ssl.create_default_context(cafile=ca)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3's suites are not set by a cipher list
+    if ciphers:
+        context.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.cipher()[0]
+
+
+def test_ciphers_limits_what_the_server_negotiates(project):
+    ca, (cert, key), _ = _certificates(project)
+    with Run(project, "--certfile", cert, "--keyfile", key, "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384",
+             "optapp:app") as run:
+        assert _tls12_cipher(run.port, ca) == "ECDHE-ECDSA-AES256-GCM-SHA384"
+        with pytest.raises(ssl.SSLError):
+            _tls12_cipher(run.port, ca, "ECDHE-ECDSA-AES128-GCM-SHA256")
 
 
 # gunicorn.conf.py, read in process -------------------------------------------------------------

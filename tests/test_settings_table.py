@@ -36,6 +36,7 @@ SAMPLES = {
     "reload_extra_files": ("extra.txt", ("extra.txt",)),
     "logconfig_dict": ("{'version': 1}", {"version": 1}),
     "cert_reqs": ("required", 2),
+    "ciphers": ("ECDHE+AESGCM", "ECDHE+AESGCM"),
 }
 _BY_TYPE = {"int": ("7", 7), "float": ("7.5", 7.5), "str": ("X-Sample", "X-Sample")}
 # Settings that are only valid beside others (a rule across settings).

@@ -132,6 +132,16 @@ def _cert_reqs(v: int) -> None:
         raise ValueError(f"must be 0 (none), 1 (optional) or 2 (required), got {v!r}")
 
 
+def _cipher_list(v: str) -> None:
+    # ssl only when a list is given: the master otherwise never loads OpenSSL.
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(v)
+    except ssl.SSLError:
+        raise ValueError(f"no cipher matches {v!r} (an OpenSSL cipher list like ECDHE+AESGCM)") from None
+
+
 def _log_level(v: str) -> None:
     if v.lower() not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {v!r}")
@@ -483,7 +493,8 @@ class CommandSettings(Settings):
                                    metavar="FILE")
     cert_reqs: int = setting(0, "client certificates: 0/none, 1/optional or 2/required (needs --ca-certs)",
                              check=_cert_reqs, parse=_cert_reqs_text, metavar="REQ")
-    ciphers: str | None = setting(None, "TLS ciphers (an OpenSSL cipher list)", metavar="LIST")
+    ciphers: str | None = setting(None, "TLS ciphers (an OpenSSL cipher list)", check=_cipher_list,
+                                  metavar="LIST")
     pidfile: str | None = setting(None, "write the master's PID to this file", flags=("-p", "--pid", "--pidfile"),
                                   metavar="FILE")
 
