@@ -121,6 +121,21 @@ def test_lichen_cmd_args_apply_below_the_command_line():
     assert (cfg.workers, cfg.max_requests) == (4, 10)
 
 
+def test_gunicorn_cmd_args_is_read_as_gunicorn_reads_it():
+    cfg = parse_args([], environ={"GUNICORN_CMD_ARGS": "--workers=3 --bind=127.0.0.1:7000"})
+    assert (cfg.workers, cfg.bind) == (3, ("127.0.0.1:7000",))
+
+
+def test_lichen_cmd_args_wins_over_gunicorn_cmd_args():
+    cfg = parse_args([], environ={"GUNICORN_CMD_ARGS": "-w 3", "LICHEN_CMD_ARGS": "-w 2"})
+    assert cfg.workers == 2
+
+
+def test_a_bad_gunicorn_cmd_args_value_names_the_variable():
+    with pytest.raises(ConfigError, match="^GUNICORN_CMD_ARGS: --workers: must be >= 1"):
+        parse_args([], environ={"GUNICORN_CMD_ARGS": "-w 0"})
+
+
 def test_print_config_shows_effective_settings():
     out = subprocess.run([sys.executable, "-m", "lichen", "--print-config", "-w", "3", "--keep-alive", "9"],
                          capture_output=True, text=True, timeout=30)

@@ -1,9 +1,10 @@
-# The command lines people bring from gunicorn, uWSGI and twistd, typed
-# literally: each runs the installed `lichen` script from a folder holding a
+# The command lines people bring from gunicorn, uWSGI and twistd, typed as
+# they write them: each runs the installed `lichen` script from a folder holding a
 # small Flask project, gets a page over HTTP, and stops with TERM, exit 0.
-# Strategy: the commands name their own ports (8000, 4000, 5000, 8080), so a
-# test first waits for its port to be free (another run may just be
-# leaving it) and fails saying so if it stays taken; $PORT, WEB_CONCURRENCY
+# Strategy: a command whose port is a default (8000, twistd web's 8080)
+# first waits for that port to be free (another run may just be leaving
+# it) and fails saying so if it stays taken; a command that names its port
+# gets a free one; $PORT, WEB_CONCURRENCY
 # and LICHEN_CMD_ARGS are removed from the environment so that nothing but
 # the command line speaks. The environment's own spellings ($PORT,
 # WEB_CONCURRENCY) get free ports.
@@ -62,7 +63,8 @@ def wait_free(port: int, timeout: float = 15.0) -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "WEB_CONCURRENCY", "LICHEN_CMD_ARGS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PORT", "WEB_CONCURRENCY", "LICHEN_CMD_ARGS", "GUNICORN_CMD_ARGS")}
     env.update(extra)
     return env
 
@@ -109,22 +111,28 @@ def serve(line: str, port: int, cwd, env=None, body: str = "hello from flask", w
         cmd.close()
 
 
+# Spellings that name their port get a free one in place of {port} (the
+# seed's own number in the comment); the ones whose port is a default (gunicorn's
+# 8000, twistd web's 8080) run on it.
 @pytest.mark.parametrize("line,port,workers,body", [
     ("lichen myproject:app", 8000, 1, "hello from flask"),
-    ("lichen -w 4 -b 127.0.0.1:4000 myproject:app", 4000, 4, "hello from flask"),
+    ("lichen -w 4 -b 127.0.0.1:{port} myproject:app", None, 4, "hello from flask"),  # 4000
     ('lichen "myproject:create_app()"', 8000, 1, "hello from flask"),
     ("""lichen "myproject:create_app('hello from the factory')" """, 8000, 1, "hello from the factory"),
-    ("lichen --http 127.0.0.1:5000 --module myproject:app", 5000, 1, "hello from flask"),
+    ("lichen --http 127.0.0.1:{port} --module myproject:app", None, 1, "hello from flask"),  # 5000
     ("lichen web --wsgi myproject.app", 8080, 1, "hello from flask"),
-    ("lichen -n web --port tcp:8080 --wsgi myproject.app", 8080, 1, "hello from flask"),
-    ("lichen --listen tcp:8080 --wsgi myproject.app", 8080, 1, "hello from flask"),
-    ("lichen --wsgi-file myproject.py --callable app --master --processes 2 --http-socket :8000", 8000, 2,
+    ("lichen -n web --port tcp:{port} --wsgi myproject.app", None, 1, "hello from flask"),  # 8080
+    ("lichen --listen tcp:{port} --wsgi myproject.app", None, 1, "hello from flask"),  # 8080
+    ("lichen --wsgi-file myproject.py --callable app --master --processes 2 --http-socket :{port}", None, 2,
      "hello from flask"),
-    ("lichen --wsgi-file myproject.py --http :8000", 8000, 1, "hello from flask"),
+    ("lichen --wsgi-file myproject.py --http :{port}", None, 1, "hello from flask"),
     ("lichen -b localhost myproject:app", 8000, 1, "hello from flask"),
-    ("lichen -b tcp://127.0.0.1:4000 -k gevent myproject:app", 4000, 1, "hello from flask"),
+    ("lichen -b tcp://127.0.0.1:{port} -k gevent myproject:app", None, 1, "hello from flask"),
 ])
 def test_the_seed_command_serves_the_flask_app_and_stops_on_term(project, line, port, workers, body):
+    if port is None:
+        port = free_port()
+        line = line.replace("{port}", str(port))
     serve(line, port, project, body=body, workers=workers)
 
 
@@ -134,7 +142,8 @@ def test_twistd_web_without_a_port_says_it_took_twistds_default(project):
 
 
 def test_a_gunicorn_worker_class_gets_one_line_saying_what_lichen_does_instead(project):
-    log = serve("lichen -b 127.0.0.1:4000 -k sync myproject:app", 4000, project)
+    port = free_port()
+    log = serve(f"lichen -b 127.0.0.1:{port} -k sync myproject:app", port, project)
     notes = [line for line in log.splitlines() if "--worker-class sync:" in line]
     assert len(notes) == 1 and "--threads N" in notes[0]
 

@@ -8,7 +8,8 @@
 # ./lichen.conf.py or ./gunicorn.conf.py when there is one, as gunicorn reads
 # its own), environment variables, and the README's reference tables.
 # Precedence: defaults < a setting's own environment variables ($PORT,
-# $WEB_CONCURRENCY) < config file < LICHEN_CMD_ARGS < command line. Each value
+# $WEB_CONCURRENCY) < config file < LICHEN_CMD_ARGS (or gunicorn's
+# GUNICORN_CMD_ARGS when it alone is set) < command line. Each value
 # is converted and validated where it is read, so an error is one line naming
 # what the user wrote (`--workers: must be >= 1`, `lichen.conf.py: keepalive:
 # ...`, `LICHEN_CMD_ARGS: --workers: ...`). A gunicorn.conf.py runs as it is:
@@ -42,6 +43,7 @@ __all__ = ["Config", "ConfigError", "ConfigFile", "parse_args", "build_parser", 
            "read_config_file", "from_environment", "reference", "DEFAULT_CONFIG_FILES"]
 
 CMD_ARGS = "LICHEN_CMD_ARGS"
+CMD_ARGS_VARIABLES = (CMD_ARGS, "GUNICORN_CMD_ARGS")  # the first one set is read
 # Read from the working directory when -c names no file, the first found.
 DEFAULT_CONFIG_FILES = ("lichen.conf.py", "gunicorn.conf.py")
 Note = tuple[int, str]  # (logging level, message)
@@ -202,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     one option per setting, generated from the table."""
     p = _Parser(prog="lichen", argument_default=argparse.SUPPRESS,
                 description="Serve a WSGI application with lichen (a prefork master with greenlet workers).",
-                epilog=f"Precedence: defaults < config file < {CMD_ARGS} (default arguments) < command line.")
+                epilog=f"Precedence: defaults < config file < {CMD_ARGS} (default arguments; or GUNICORN_CMD_ARGS) "
+                       "< command line.")
     p.add_argument("-c", "--config", dest="config_file", metavar="FILE",
                    help="a Python config file (lichen.conf.py) setting `name = value`")
     p.add_argument("--print-config", action="store_true",
@@ -383,10 +386,11 @@ def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None 
     parser = build_parser()
     cli = vars(parser.parse_args(args))
     twistd = twistd_web(cli, args)
+    args_var = next((v for v in CMD_ARGS_VARIABLES if env.get(v)), CMD_ARGS)
     try:
-        env_args = vars(parser.parse_args(shlex.split(env.get(CMD_ARGS, ""))))
+        env_args = vars(parser.parse_args(shlex.split(env.get(args_var, ""))))
     except (ConfigError, ValueError) as e:
-        raise ConfigError(f"{CMD_ARGS}: {e}") from None
+        raise ConfigError(f"{args_var}: {e}") from None
     meta = {**env_args, **cli}
     notes: list[Note] = []
     config_file = meta.get("config_file")
@@ -401,9 +405,9 @@ def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None 
         found = read_config_file(config_file)
         values.update(found.values)
         hooks, notes = found.hooks, notes + found.notes
-    values.update(_from_flags(env_args, f"{CMD_ARGS}: "))
+    values.update(_from_flags(env_args, f"{args_var}: "))
     values.update(_from_flags(cli, ""))
-    notes += _ignored_flags(env_args, f"{CMD_ARGS}: ") + _ignored_flags(cli, "")
+    notes += _ignored_flags(env_args, f"{args_var}: ") + _ignored_flags(cli, "")
     if twistd and "bind" not in values:
         values["bind"] = (TWISTD_PORT,)
         notes.append((logging.INFO, f"twistd's web: listening on {TWISTD_PORT} (every interface), its default"))
