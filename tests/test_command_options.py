@@ -400,6 +400,24 @@ def test_a_gunicorn_conf_py_is_read_as_it_is(tmp_path):
     assert parse_args(["-c", str(printed)], environ={}).settings == st
 
 
+@pytest.mark.parametrize("mode,expected", [("v1", True), ("v2", True), ("auto", True), ("off", False)])
+def test_gunicorns_proxy_protocol_modes_in_a_config_file_are_lichens_switch(tmp_path, mode, expected):
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"proxy_protocol = {mode!r}\n")
+    assert parse_args(["-c", str(conf)], environ={}).settings.proxy_protocol is expected
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--proxy-protocol", "v2", "pkg:app"], True),
+    (["--proxy-protocol=auto", "pkg:app"], True),
+    (["--proxy-protocol", "off", "pkg:app"], False),
+    (["--proxy-protocol", "pkg:app"], True),  # lichen's own switch, before the app
+])
+def test_gunicorns_proxy_protocol_mode_on_the_command_line_is_lichens_switch(args, expected):
+    st = parse_args(args, environ={}).settings
+    assert (st.proxy_protocol, st.wsgi_app) == (expected, "pkg:app")
+
+
 def test_lichen_conf_py_is_read_before_gunicorn_conf_py_and_c_empty_reads_none(tmp_path):
     (tmp_path / "gunicorn.conf.py").write_text("workers = 2\n")
     assert parse_args([], environ={}, cwd=str(tmp_path)).workers == 2

@@ -5,14 +5,17 @@
 # rest, which are not settings: gunicorn settings lichen has no use for
 # (accepted in a config file or as a flag, with a note instead of an error,
 # so a gunicorn.conf.py runs as it is), the note that says what lichen does
-# instead of a gunicorn worker class, and twistd's `web` command line
-# (`lichen [-n] web --wsgi APP`), whose default port is 8080. Data and pure
-# functions only: lichen.config reads them.
+# instead of a gunicorn worker class, twistd's `web` command line
+# (`lichen [-n] web --wsgi APP`), whose default port is 8080, and gunicorn
+# 24's `--proxy-protocol MODE` (lichen's is a switch: it reads v1 and v2
+# whenever it expects a header). Data and pure functions only: lichen.config
+# reads them.
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GUNICORN_ONLY", "ALWAYS_NOTE", "worker_class_note", "twistd_web", "TWISTD_PORT"]
+__all__ = ["GUNICORN_ONLY", "ALWAYS_NOTE", "worker_class_note", "twistd_web", "TWISTD_PORT", "proxy_mode",
+           "gunicorn_argv"]
 
 TWISTD_PORT = "tcp:8080"  # twistd web's default: port 8080 on every interface
 
@@ -110,3 +113,42 @@ def twistd_web(parsed: dict[str, Any], args: list[str]) -> bool:
         del parsed["proc_name"]
         return True
     return False
+
+
+# gunicorn's --proxy-protocol modes: whether lichen expects a PROXY header.
+_PROXY_MODES = {"off": False, "v1": True, "v2": True, "auto": True}
+
+
+def proxy_mode(value: Any) -> Any:
+    """A config file's proxy_protocol as lichen's switch: gunicorn's
+    'off', 'v1', 'v2' and 'auto' become False/True; anything else is
+    returned for the settings table to read (True, 'yes', ...)."""
+    if isinstance(value, str) and value.strip().lower() in _PROXY_MODES:
+        return _PROXY_MODES[value.strip().lower()]
+    return value
+
+
+def gunicorn_argv(args: list[str]) -> list[str]:
+    """`args` with gunicorn's `--proxy-protocol MODE` / `--proxy-protocol=MODE`
+    (off, v1, v2, auto) as lichen's switch: present for v1, v2 and auto,
+    left out for off. Other arguments are kept as they are."""
+    out: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            out.append(arg)
+            out.extend(rest)
+            break
+        flag, eq, mode = arg.partition("=")
+        if flag == "--proxy-protocol" and eq and mode.lower() in _PROXY_MODES:
+            out += ["--proxy-protocol"] if _PROXY_MODES[mode.lower()] else []
+            continue
+        out.append(arg)
+        if arg == "--proxy-protocol":
+            following = next(rest, None)
+            if following is not None and following.lower() in _PROXY_MODES:
+                if not _PROXY_MODES[following.lower()]:
+                    out.pop()
+            elif following is not None:
+                out.append(following)
+    return out

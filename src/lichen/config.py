@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NoReturn
 
 from lichen.apploader import AppLoadError, parse_app_spec
-from lichen.compat import ALWAYS_NOTE, GUNICORN_ONLY, TWISTD_PORT, twistd_web, worker_class_note
+from lichen.compat import (ALWAYS_NOTE, GUNICORN_ONLY, TWISTD_PORT, gunicorn_argv, proxy_mode, twistd_web,
+                           worker_class_note)
 from lichen.hooks import HOOKS, Hooks, check_hook
 from lichen.listeners import parse_bind
 from lichen.process import resolve_user
@@ -95,6 +96,7 @@ def _number_as_text(value: Any) -> Any:
 # Python values a gunicorn.conf.py gives that the table's types spell otherwise.
 _FROM_PYTHON: dict[str, Callable[[Any], Any]] = {
     "forwarded_allow_ips": _join, "proxy_allow_ips": _join, "user": _number_as_text, "group": _number_as_text,
+    "proxy_protocol": proxy_mode,
 }
 
 
@@ -384,11 +386,11 @@ def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None 
     env = dict(os.environ if environ is None else environ)
     cwd = cwd or os.getcwd()
     parser = build_parser()
-    cli = vars(parser.parse_args(args))
+    cli = vars(parser.parse_args(gunicorn_argv(args)))
     twistd = twistd_web(cli, args)
     args_var = next((v for v in CMD_ARGS_VARIABLES if env.get(v)), CMD_ARGS)
     try:
-        env_args = vars(parser.parse_args(shlex.split(env.get(args_var, ""))))
+        env_args = vars(parser.parse_args(gunicorn_argv(shlex.split(env.get(args_var, "")))))
     except (ConfigError, ValueError) as e:
         raise ConfigError(f"{args_var}: {e}") from None
     meta = {**env_args, **cli}
