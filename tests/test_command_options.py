@@ -418,6 +418,26 @@ def test_gunicorns_proxy_protocol_mode_on_the_command_line_is_lichens_switch(arg
     assert (st.proxy_protocol, st.wsgi_app) == (expected, "pkg:app")
 
 
+def test_every_gunicorn_setting_is_a_setting_a_hook_or_one_with_a_note():
+    from gunicorn.config import Config as GunicornConfig
+
+    from lichen.compat import GUNICORN_ONLY
+    from lichen.hooks import HOOKS
+    from lichen.settings import TABLE
+
+    known = {name for spec in TABLE.values() for name in spec.names} | set(GUNICORN_ONLY) | set(HOOKS)
+    assert sorted(set(GunicornConfig().settings) - known) == []
+
+
+def test_a_newer_gunicorn_setting_in_a_config_file_gets_a_line_saying_why_it_does_nothing(tmp_path):
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("http_protocols = 'h2,h1'\npaste = 'development.ini'\n")
+    notes = parse_args(["-c", str(conf)], environ={}).notes
+    assert (logging.INFO, f"{conf}: http_protocols: a gunicorn setting without effect in lichen (lichen speaks "
+                          "HTTP/1.1 only)") in notes
+    assert any(level == logging.INFO and "paste: a gunicorn setting without effect" in m for level, m in notes)
+
+
 def test_lichen_conf_py_is_read_before_gunicorn_conf_py_and_c_empty_reads_none(tmp_path):
     (tmp_path / "gunicorn.conf.py").write_text("workers = 2\n")
     assert parse_args([], environ={}, cwd=str(tmp_path)).workers == 2

@@ -23,6 +23,11 @@ _TLS = "lichen builds its TLS context from --certfile, --keyfile, --ca-certs, --
 _NO_SYSLOG = "lichen logs through the logging module: send it to syslog with --log-config-dict"
 _PARSER = "lichen's HTTP parser has rules of its own (see the README: How strict lichen is)"
 _NO_STATSD = "lichen sends no metrics"
+_NO_PASTE = "lichen loads the app named by APP or --wsgi-file, not from a PasteDeploy file"
+_HTTP1 = "lichen speaks HTTP/1.1 only"
+_WSGI = "lichen serves WSGI apps"
+_NO_DIRTY = "lichen has no dirty workers: run such work with --threads or in a service of its own"
+_SIGNALS = "lichen's master is driven by signals (HUP, TTIN, TTOU, USR2...)"
 
 # gunicorn settings lichen has no use for: name -> (gunicorn's default, its
 # command-line flag or None, whether the flag takes a value, what lichen does).
@@ -65,6 +70,37 @@ GUNICORN_ONLY: dict[str, tuple[Any, str | None, bool, str]] = {
                                 "handshake before reading a request"),
     "ssl_version": (None, "--ssl-version", True, "lichen negotiates the best TLS version both sides have"),
     "ssl_context": (None, None, False, _TLS),
+    # Newer gunicorn settings (config files only: their flags stay unknown).
+    "paste": (None, None, False, _NO_PASTE),
+    "raw_paste_global_conf": ([], None, False, _NO_PASTE),
+    "root_path": ("", None, False, "lichen takes SCRIPT_NAME from --forwarded-prefix-header with "
+                                   "--trust-forwarded-host"),
+    "protocol": ("http", None, False, _HTTP1),
+    "uwsgi_allow_ips": ("127.0.0.1,::1", None, False, _HTTP1),
+    "http_protocols": ("h1", None, False, _HTTP1),
+    "http2_cleartext": ("off", None, False, _HTTP1),
+    "http2_max_concurrent_streams": (100, None, False, _HTTP1),
+    "http2_initial_window_size": (65535, None, False, _HTTP1),
+    "http2_max_frame_size": (16384, None, False, _HTTP1),
+    "http2_max_header_list_size": (65536, None, False, _HTTP1),
+    "http_parser": ("auto", None, False, _PARSER),
+    "asgi_loop": ("auto", None, False, _WSGI),
+    "asgi_lifespan": ("auto", None, False, _WSGI),
+    "asgi_disconnect_grace_period": (3, None, False, _WSGI),
+    "websocket_max_message_size": (16777216, None, False, _WSGI),
+    "enable_backlog_metric": (False, None, False, _NO_STATSD),
+    "dirty_apps": ([], None, False, _NO_DIRTY),
+    "dirty_workers": (0, None, False, _NO_DIRTY),
+    "dirty_timeout": (300, None, False, _NO_DIRTY),
+    "dirty_threads": (1, None, False, _NO_DIRTY),
+    "dirty_graceful_timeout": (30, None, False, _NO_DIRTY),
+    "on_dirty_starting": (None, None, False, _NO_DIRTY),
+    "dirty_post_fork": (None, None, False, _NO_DIRTY),
+    "dirty_worker_init": (None, None, False, _NO_DIRTY),
+    "dirty_worker_exit": (None, None, False, _NO_DIRTY),
+    "control_socket": (None, None, False, _SIGNALS),
+    "control_socket_mode": (0o600, None, False, _SIGNALS),
+    "control_socket_disable": (False, None, False, _SIGNALS),
     "check_config": (False, None, False, "use --check-config on the command line"),
     "print_config": (False, None, False, "use --print-config on the command line"),
     "config": (None, None, False, "use -c on the command line"),
