@@ -142,8 +142,8 @@ class Setup:
         (tmp_path / "gunicorn.conf.py").write_text(conf.replace("{port}", str(self.port)) + extra_conf)
         self.masters = []
 
-    def start(self, *args, wait=True):
-        m = Master("-c", "gunicorn.conf.py", *args, "hookapp:app", cwd=str(self.dir),
+    def start(self, *args, wait=True, app="hookapp:app"):
+        m = Master("-c", "gunicorn.conf.py", *args, app, cwd=str(self.dir),
                    env={"HOOK_LOG": str(self.log)}, stderr_path=str(self.dir / f"m{len(self.masters)}.log"))
         self.masters.append(m)
         if wait:
@@ -231,6 +231,16 @@ def test_worker_int_runs_in_each_worker_on_int(setup):
     assert m.wait(15) == 0
     ints = setup.calls("worker_int")
     assert len(ints) == 2 and all(c["ran_in"] == c["worker_pid"] != m.pid for c in ints)
+
+
+def test_worker_int_runs_for_a_quit_that_arrives_while_the_app_loads(setup):
+    (setup.dir / "slowapp.py").write_text("import time\ntime.sleep(1.0)\nfrom hookapp import app\n")
+    setup.start("-w", "1", wait=False, app="slowapp:app")
+    assert wait_for(lambda: setup.calls("post_fork"))
+    booting = setup.calls("post_fork")[0]["worker_pid"]
+    os.kill(booting, signal.SIGQUIT)  # the worker is importing slowapp
+    assert wait_for(lambda: setup.calls("worker_int"))
+    assert setup.calls("worker_int")[0]["worker_pid"] == booting
 
 
 def test_worker_abort_runs_in_a_worker_killed_for_blocking_its_loop(setup):

@@ -35,16 +35,13 @@ from lichen.apploader import AppLoadError, load_configured
 from lichen.config import Config, ConfigError
 from lichen.hooks import HookError
 from lichen.listeners import ListenError, open_listeners
-from lichen.process import (WORKER_BOOT_ERROR, WORKER_RELOAD, Detached, Worker, apply_env, boot_state, flush_logs,
-                            reopen_log_files, sd_notify, set_process_name)
+from lichen.process import (SIGNALS, WORKER_BOOT_ERROR, WORKER_RELOAD, Detached, Worker, apply_env, boot_state,
+                            flush_logs, reopen_log_files, sd_notify, set_process_name)
 from lichen.settings import CommandSettings
 
 __all__ = ["Arbiter"]
 
 log = logging.getLogger("lichen.error")
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-            signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
 
 class StartError(Exception):
@@ -205,7 +202,7 @@ class Arbiter:
         os.set_blocking(r, False)
         os.set_blocking(w, False)
         self._pipe = (r, w)
-        for sig in _SIGNALS:
+        for sig in SIGNALS:
             signal.signal(sig, self._on_signal)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
@@ -312,15 +309,16 @@ class Arbiter:
         worker = Worker(self.age, self.generation, hb, self.cfg, max_requests)
         self.cfg.hooks.run("pre_fork", self, worker)
         # Signals stay blocked across fork: in the child, until its handlers
-        # are reset, the master's handler would swallow a TERM meant for it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        # are reset, the master's handler would swallow a TERM meant for it;
+        # the worker unblocks them once it has handlers of its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             pid = os.fork()
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             raise
         if pid:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             worker.pid = pid
             self.workers[pid] = worker
             return
@@ -330,10 +328,9 @@ class Arbiter:
             from lichen.worker import run_worker
 
             worker.pid = os.getpid()
-            for sig in _SIGNALS:
+            for sig in SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # a pending TERM now ends us
             assert self._pipe is not None
             for fd in self._pipe:
                 os.close(fd)

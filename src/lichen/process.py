@@ -3,8 +3,9 @@
 # Strategy: standard library only, so that the master (which never loads the
 # hub) and the workers import it alike, and neither imports the other: the
 # record of one worker (which hooks see as gunicorn's worker object), the
-# exit codes a worker reports to its master and the one-line reason it
-# writes into its heartbeat file when it cannot boot, the log files both
+# signals the master handles, the exit codes a worker reports to its master
+# and the one-line reason it writes into its heartbeat file when it cannot
+# boot, the log files both
 # reopen on USR1 (for logrotate) and flush before a forked child exits, the
 # app's output captured into the error log, systemd's readiness
 # notification, detaching as a daemon, and switching to another user.
@@ -14,12 +15,13 @@ import grp
 import logging
 import os
 import pwd
+import signal
 import socket
 import sys
 import time
 from typing import Any, Iterable
 
-__all__ = ["WORKER_BOOT_ERROR", "WORKER_RELOAD", "Worker", "mark_booted", "report_boot_error", "boot_state",
+__all__ = ["WORKER_BOOT_ERROR", "WORKER_RELOAD", "SIGNALS", "Worker", "mark_booted", "report_boot_error", "boot_state",
            "log_handlers", "reopen_log_files", "flush_logs", "capture_output", "sd_notify", "Detached",
            "daemonize", "resolve_user", "switch_user", "set_process_name", "apply_env"]
 
@@ -27,6 +29,12 @@ log = logging.getLogger("lichen.error")
 
 WORKER_BOOT_ERROR = 4   # the app could not be loaded: the master gives up
 WORKER_RELOAD = 3       # a source file changed (--reload): respawn at once
+
+# The signals the master handles. They stay blocked in a new worker until it
+# has its own handlers: a QUIT while the app loads then still runs worker_int,
+# a TERM stops the worker gracefully once it has booted.
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+           signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
 
 class Worker:

@@ -11,7 +11,9 @@
 # and proves it is alive by touching its heartbeat file from a hub timer: if
 # the loop blocks, the touches stop and the master kills the worker (SIGABRT
 # first when a worker_abort hook wants to run). Signals only queue work for
-# the hub: TERM stops gracefully, INT/QUIT quickly (after worker_int). What
+# the hub: TERM stops gracefully, INT/QUIT quickly (after worker_int); they
+# stay blocked from the fork until the handlers are in place, so one sent
+# while the app loads is handled once the worker serves. What
 # the worker shares with its master (the Worker record, exit codes, log
 # files, user switching) comes from lichen.process; it never imports the
 # master's module.
@@ -28,8 +30,8 @@ from lichen.config import Config
 from lichen.hooks import HookError, request_hooks
 from lichen.hub import get_hub, spawn
 from lichen.loop import Timer
-from lichen.process import (WORKER_BOOT_ERROR, WORKER_RELOAD, Worker, flush_logs, mark_booted, reopen_log_files,
-                            report_boot_error, resolve_user, set_process_name, switch_user)
+from lichen.process import (SIGNALS, WORKER_BOOT_ERROR, WORKER_RELOAD, Worker, flush_logs, mark_booted,
+                            reopen_log_files, report_boot_error, resolve_user, set_process_name, switch_user)
 from lichen.sync import Event
 
 __all__ = ["run_worker", "check_worker", "build_server", "BootError"]
@@ -161,6 +163,9 @@ def run_worker(server: Any, worker: Worker) -> int:
     signal.signal(signal.SIGABRT, abort)
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
+    # Blocked since the fork (lichen.process.SIGNALS): one sent while we
+    # booted is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
     wsgi_server.start()
     fd = worker.tmp.fileno()
