@@ -41,17 +41,18 @@ LAYERS: dict[str, set[str]] = {
     "lichen.apploader": set(),
     "lichen.demo": set(),
     "lichen.channel": set(),
+    "lichen.fdlimit": set(),
     # Transport.
     "lichen.preamble": {"lichen.proxy"},
     "lichen.server": _CORE | {"lichen.socket", "lichen.tls", "lichen.sync", "lichen.settings", "lichen.proxy",
-                              "lichen.preamble", "lichen.channel", "lichen.listeners"},
+                              "lichen.preamble", "lichen.channel", "lichen.listeners", "lichen.fdlimit"},
     "lichen.stall": set(),
     # HTTP over the transport.
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
                             "lichen.stall", "lichen._fastpath", "lichen._fastenv", "lichen._fasthead"},
     # Processes and the command line.
     "lichen.config": {"lichen.settings", "lichen.listeners"},
-    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process",
+    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process", "lichen.fdlimit",
                        "lichen.worker"},  # (the worker only in the forked child)
     "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.demo", "lichen.sync",
                               "lichen.wsgi", "lichen.process"},

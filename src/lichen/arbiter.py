@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lichen.config import Config, ConfigError
+from lichen.fdlimit import raise_nofile_limit
 from lichen.listeners import ListenError, open_listeners
 from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, flush_logs, reopen_log_files, sd_notify
 from lichen.settings import CommandSettings
@@ -87,6 +88,8 @@ class Arbiter:
             where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
             log.info("lichen master %d listening on %s", os.getpid(), where)
         self._write_pidfile()
+        if st.raise_fd_limit:
+            raise_nofile_limit()  # once here, so the workers inherit it and log nothing
         try:
             self.spawn_missing()
             sd_notify("READY=1\nSTATUS=serving")

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from lichen import socket as lsocket
 from lichen.channel import Channel
+from lichen.fdlimit import connection_cap, nofile_limit, raise_nofile_limit
 from lichen.hub import Greenlet, GreenletExit, WorkQueue, getcurrent, get_hub, sleep, spawn, throw_if_alive
 from lichen.listeners import make_listener, parse_address  # (re-exported: they lived here)
 from lichen.loop import Timer
@@ -107,6 +108,9 @@ class StreamServer:
         self.started = False
         self.closed = False
         self.stopping = False
+        # Connections served at once: max_connections, or what the file
+        # descriptor limit allows (decided when the server starts).
+        self.connection_cap = self.settings.max_connections or connection_cap(nofile_limit())
 
     # Lifecycle ------------------------------------------------------------
     def init_socket(self) -> None:
@@ -132,6 +136,7 @@ class StreamServer:
         if self.closed:
             raise RuntimeError("this server was closed; create a new one")
         self.init_socket()
+        self.connection_cap = self._connection_cap()
         self.started = True
         self._stopped_event.clear()
         defer = getattr(_stdlib, "TCP_DEFER_ACCEPT", None)
@@ -150,6 +155,20 @@ class StreamServer:
         self._sweeper.unref()  # the sweep alone must not keep the loop alive
         self._sweeper.callback = self._sweep_idle
         self._sweeper.start(period, period)
+
+    def _connection_cap(self) -> int:
+        # The file-descriptor limit decides how many connections can be open
+        # at all: raise it first (once per process), then fit the cap to it.
+        st = self.settings
+        limit = raise_nofile_limit() if st.raise_fd_limit else nofile_limit()
+        fits = connection_cap(limit)
+        if st.max_connections is None:
+            return fits
+        if st.max_connections > fits:
+            log.warning("max_connections=%d is more than the file-descriptor limit %s allows (about %d); "
+                        "accept() will fail with EMFILE before the cap is reached", st.max_connections,
+                        limit, fits)
+        return st.max_connections
 
     def serve_forever(self, stop_timeout: float | None = None) -> None:
         """Start (if needed) and block this greenlet until stop() is called."""
@@ -271,7 +290,7 @@ class StreamServer:
         raw = lsock.raw
         tcp = raw.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
         backoff = 0.0
-        cap = self.settings.max_connections
+        cap = self.connection_cap
         while True:
             if len(self.connections) >= cap:
                 self._slot_free.clear()
