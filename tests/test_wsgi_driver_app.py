@@ -254,6 +254,33 @@ def test_an_exact_content_length_keeps_the_connection():
     assert h.parked
 
 
+def test_an_iterables_one_item_that_is_its_declared_body_goes_out_whole_in_one_send():
+    from lichen.http import response as http_response
+
+    http_response._WHOLE.clear()
+    h = harness(cl_app(6, [b"abcdef"]))
+    h.serve(get("/gen"))  # the first time a head is prepared, the next time cached whole
+    sent_before = len(h.sock.sends)
+    [gen] = h.responses(get("/gen"))
+    assert len(h.sock.sends) == sent_before + 1 and h.parked
+    assert [key[:8] for key in http_response._WHOLE][-1][5:] == (6, b"lichen", True)  # (length, server, declared)
+    [lst] = harness(cl_app(6, [b"abcdef"])).responses(get("/list"))
+    assert (gen.status, gen.headers, gen.body) == (lst.status, lst.headers, lst.body)
+
+
+def test_items_after_an_iterables_complete_first_item_are_not_sent_and_close_the_connection():
+    h = harness(cl_app(4, [b"0123", b"456"]))
+    assert [r.body for r in h.responses(get("/gen") + get("/gen"))] == [b"0123"]
+    assert h.closed
+
+
+def test_a_head_response_from_an_iterable_of_several_items_keeps_the_connection():
+    h = harness(cl_app(6, [b"abc", b"def"]))
+    rs = h.responses(b"HEAD /gen HTTP/1.1\r\nHost: x\r\n\r\n", methods=["HEAD"])
+    assert [(r.status, r.body, r.header("content-length")) for r in rs] == [(200, b"", "6")]
+    assert h.parked
+
+
 def test_conflicting_app_content_lengths_are_500(logs):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "3")])
