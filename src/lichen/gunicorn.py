@@ -8,12 +8,14 @@
 # and the worker then stops gracefully within --graceful-timeout.
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from gunicorn.workers.base import Worker as _GunicornWorker
 
 from lichen.hub import sleep
+from lichen.settings import Settings
 
 __all__ = ["Worker"]
 
@@ -38,7 +40,9 @@ class Worker(_GunicornWorker):
 
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(cfg.certfile, cfg.keyfile)
-        server = WSGIServer(listeners, self.wsgi, ssl_context=ssl_context, **settings)
+        # lichen's loggers and line format, not the library's defaults (gevent's: sys.stderr).
+        server = WSGIServer(listeners, self.wsgi, ssl_context=ssl_context, log=logging.getLogger("lichen.access"),
+                            error_log=logging.getLogger("lichen.error"), settings=Settings(**settings))
         server.start()
         period = max(min(self.timeout / 2.0, 1.0), 0.1) if self.timeout else 1.0
         try:
