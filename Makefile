@@ -36,14 +36,19 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/_ev/*) $(wildcard src/_http/*) 
 
 setup: $(STAMP)
 
-# Real peers used by the deployment tests (nginx in front of lichen).
+# Real peers used by the deployment tests: nginx and HAProxy in front of lichen.
+TESTDEPS := nginx:nginx-light haproxy:haproxy
+
 testdeps:
-	@if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then \
+	@missing=""; for pair in $(TESTDEPS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1; then \
-			echo "installing nginx-light for the deployment tests"; \
-			$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; \
+			echo "installing$$missing for the deployment tests"; \
+			$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $(SUDO) apt-get install -y -qq $$missing; \
 		else \
-			echo "the deployment tests need nginx; install it with your package manager"; exit 1; \
+			echo "the deployment tests need$$missing; install them with your package manager"; exit 1; \
 		fi; \
 	fi
 

@@ -57,7 +57,7 @@ LAYERS: dict[str, set[str]] = {
                               "lichen.wsgi", "lichen.process"},
     "lichen.cli": {"lichen.config", "lichen.settings", "lichen.arbiter", "lichen.process"},
     "lichen.embed": _CORE | {"lichen.wsgi"},
-    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.settings"},
+    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.tls"},
 }
 
 # Underscore names the standard library documents as public API.

@@ -5,19 +5,63 @@
 # inherited listeners with one lichen WSGIServer on the worker's hub and
 # calls gunicorn's notify() (its heartbeat) from the hub, so a blocked loop
 # is noticed by gunicorn's --timeout. SIGTERM makes gunicorn clear `alive`,
-# and the worker then stops gracefully within --graceful-timeout.
+# and the worker then stops gracefully within --graceful-timeout. What the
+# user configured in gunicorn is translated once, by `server_options`, into
+# lichen's settings: the access log (gunicorn's logger and format), trusted
+# proxies, the PROXY protocol, the request limits, worker_connections, TLS
+# (client certificates included) and the pre_request/post_request hooks.
 from __future__ import annotations
 
-import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 from gunicorn.workers.base import Worker as _GunicornWorker
 
 from lichen.hub import sleep
-from lichen.settings import Settings
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "server_options"]
+
+
+def _listed(value: Any) -> str:
+    """gunicorn keeps address lists as lists (or '*'); lichen as text."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v).strip() for v in value)
+    return str(value)
+
+
+def server_options(cfg: Any, log: Any) -> dict[str, Any]:
+    """WSGIServer keyword arguments for a gunicorn Config (`cfg`) and its
+    Logger (`log`)."""
+    settings: dict[str, Any] = {
+        "keepalive_timeout": float(cfg.keepalive),
+        "graceful_timeout": float(cfg.graceful_timeout),
+        "max_connections": int(cfg.worker_connections),
+        "forwarded_allow_ips": _listed(cfg.forwarded_allow_ips),
+        "proxy_allow_ips": _listed(cfg.proxy_allow_ips),
+        # gunicorn 27 takes off/v1/v2/auto (older ones a bool); lichen reads
+        # both versions whenever it expects a header at all.
+        "proxy_protocol": str(cfg.proxy_protocol).lower() not in ("off", "false", "0", "none", ""),
+        "access_log_format": cfg.access_log_format,
+    }
+    # gunicorn's 0 means "no limit"; lichen always has one, so 0 keeps its default.
+    if cfg.limit_request_line:
+        settings["max_request_line"] = int(cfg.limit_request_line)
+    if cfg.limit_request_fields:
+        settings["max_header_count"] = int(cfg.limit_request_fields)
+    if cfg.limit_request_field_size:
+        settings["max_field_size"] = int(cfg.limit_request_field_size)
+    options: dict[str, Any] = {
+        "log": log.access_log if cfg.accesslog else None,
+        "error_log": log.error_log,
+    }
+    if cfg.is_ssl:
+        from lichen.tls import server_context
+
+        options["ssl_context"] = server_context(cfg.certfile, cfg.keyfile, ca_certs=cfg.ca_certs,
+                                                cert_reqs=cfg.cert_reqs, ciphers=cfg.ciphers,
+                                                ssl_version=cfg.ssl_version)
+    options.update(settings)
+    return options
 
 
 class Worker(_GunicornWorker):
@@ -26,23 +70,8 @@ class Worker(_GunicornWorker):
     def run(self) -> None:
         from lichen.wsgi import WSGIServer
 
-        cfg = self.cfg
         listeners = [s.sock for s in self.sockets]
-        settings: dict[str, Any] = {"keepalive_timeout": float(cfg.keepalive),
-                                    "graceful_timeout": float(cfg.graceful_timeout)}
-        if cfg.limit_request_line:
-            settings["max_request_line"] = int(cfg.limit_request_line)
-        if cfg.limit_request_fields:
-            settings["max_header_count"] = int(cfg.limit_request_fields)
-        ssl_context = None
-        if cfg.is_ssl:
-            import ssl
-
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(cfg.certfile, cfg.keyfile)
-        # lichen's loggers and line format, not the library's defaults (gevent's: sys.stderr).
-        server = WSGIServer(listeners, self.wsgi, ssl_context=ssl_context, log=logging.getLogger("lichen.access"),
-                            error_log=logging.getLogger("lichen.error"), settings=Settings(**settings))
+        server = WSGIServer(listeners, self.hooked(self.wsgi), **server_options(self.cfg, self.log))
         server.start()
         period = max(min(self.timeout / 2.0, 1.0), 0.1) if self.timeout else 1.0
         try:
@@ -57,4 +86,9 @@ class Worker(_GunicornWorker):
                     break
                 sleep(period)
         finally:
-            server.stop(float(cfg.graceful_timeout))
+            server.stop(float(self.cfg.graceful_timeout))
+
+    def hooked(self, app: Callable[..., Any]) -> Callable[..., Any]:
+        """`app` with gunicorn's pre_request/post_request hooks around each
+        request (replaced by the lichen command's hook middleware)."""
+        return app
