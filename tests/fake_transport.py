@@ -228,7 +228,7 @@ class Harness:
         return self.channel.closed
 
     def close(self) -> None:
-        self.server.close()
+        self.server.stop(0)
 
     def __enter__(self) -> Harness:
         return self

@@ -216,10 +216,120 @@ def test_serve_forever_stops_with_its_stop_timeout_when_interrupted():
     assert time.monotonic() - started < 1.5  # 0.1 + 0.2 + 0.3, not 1 s more
 
 
-def test_close_stops_at_once():
-    took = run_in_thread(lambda: stop_with_a_request_in_flight(WSGIServer(("127.0.0.1", 0), slow_app, log=None),
-                                                               lambda s: s.close()))
-    assert took < 0.5
+def read_to_close(conn) -> bytes:
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def app_taking(seconds: float):
+    def app(environ, start_response):
+        lhub.sleep(seconds)
+        start_response("200 OK", [])
+        return [b"done"]
+    return app
+
+
+def test_close_closes_the_listener_at_once_and_a_request_in_flight_still_finishes():
+    def run():
+        server = WSGIServer(("127.0.0.1", 0), app_taking(0.3), log=None)
+        server.start()
+        port = server.server_port
+        conn = lsocket.create_connection(("127.0.0.1", port))
+        conn.sendall(get("/slow"))  # (keep-alive: the server closes after the answer)
+        lhub.sleep(0.1)
+        started = time.monotonic()
+        server.close()
+        took = time.monotonic() - started
+        try:
+            lsocket.create_connection(("127.0.0.1", port)).close()
+            refused = False
+        except ConnectionRefusedError:
+            refused = True
+        answer = read_to_close(conn)
+        conn.close()
+        server.stop()
+        return took, refused, server.closed, answer
+
+    took, refused, closed, answer = run_in_thread(run)
+    assert took < 0.05 and refused and closed
+    assert answer.endswith(b"done") and b"\r\nConnection: close\r\n" in answer
+
+
+def test_serve_forever_returns_after_close_once_requests_in_flight_finish():
+    def run():
+        server = WSGIServer(("127.0.0.1", 0), app_taking(0.3), log=None)
+        server.start()
+        client = lhub.spawn(fetch, server.server_port)
+        lhub.spawn_later(0.1, server.close)
+        started = time.monotonic()
+        server.serve_forever()
+        return time.monotonic() - started, client.get(timeout=5)
+
+    took, answer = run_in_thread(run)
+    assert 0.25 < took < 0.9 and answer.endswith(b"done")
+
+
+def test_stop_called_by_the_application_answers_its_request_and_ends_serve_forever():
+    def run():
+        def app(environ, start_response):
+            server.stop()  # (a /shutdown path of a gevent script)
+            start_response("200 OK", [])
+            return [b"bye"]
+
+        server = WSGIServer(("127.0.0.1", 0), app, log=None)
+        forever = lhub.spawn(server.serve_forever)
+        lhub.sleep(0.05)
+        started = time.monotonic()
+        answer = fetch(server.server_port, "/shutdown")
+        forever.join(timeout=5)
+        return time.monotonic() - started, answer, forever.dead, server.closed
+
+    took, answer, ended, closed = run_in_thread(run)
+    assert answer.endswith(b"bye") and ended and closed
+    assert took < 0.5  # the request that stopped the server was not waited for (stop_timeout is 1 s)
+
+
+def test_a_second_stop_waits_for_the_first():
+    def run():
+        server = WSGIServer(("127.0.0.1", 0), app_taking(0.3), log=None)
+        server.start()
+        client = lhub.spawn(fetch, server.server_port)
+        lhub.sleep(0.1)
+        first = lhub.spawn(server.stop)  # (stop_timeout: 1 s, time enough)
+        lhub.sleep(0)
+        started = time.monotonic()
+        server.stop(0)  # not "end them now": the first stop is already letting them finish
+        took = time.monotonic() - started
+        return took, first.dead, client.get(timeout=5)
+
+    took, first_done, answer = run_in_thread(run)
+    assert 0.1 < took < 0.9 and first_done and answer.endswith(b"done")
+
+
+def test_with_serves_in_its_block_and_stops_at_its_end():
+    def run():
+        with WSGIServer(("127.0.0.1", 0), hello_app, log=None) as server:
+            port = server.server_port
+            lhub.spawn_later(0.1, server.close)
+            server.serve_forever()  # (what a gevent script does in the block)
+            inside = server.closed
+        return inside, server.closed, port
+
+    inside, closed, port = run_in_thread(run)
+    assert inside and closed
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_the_command_lines_server_keeps_its_30_second_graceful_timeout():
+    from lichen.config import parse_args
+    from lichen.worker import build_server
+
+    cfg = parse_args(["--bind", "127.0.0.1:0"], environ={})
+    server = build_server(cfg, [("127.0.0.1", 0)], hello_app)
+    assert server.stop_timeout == 30 == cfg.settings.graceful_timeout
 
 
 def test_closed_and_started_follow_geventss_meaning():

@@ -116,8 +116,10 @@ class StreamServer:
         self._slot_free = Event()
         self._accepting = Event()  # the gate of the accept loops (stop_accepting clears it)
         self._drained = Event()
-        self._stopped_event = Event()
-        self._stopped = False
+        self._stopped_event = Event()  # set by close(): serve_forever() returns
+        self._stop_done = Event()
+        self._draining = False  # a stop() is waiting for connections
+        self._stopped = False  # stop() has finished (start() may start again)
         self.started = False
         self.stopping = False
 
@@ -143,11 +145,13 @@ class StreamServer:
         stopped server starts again on the address it had."""
         if self.started:
             return
+        if self._draining:  # (a stop() in progress ends first)
+            self._stop_done.wait()
         if self._stopped:  # a fresh work queue: stop() closed the old one
             self._queue = WorkQueue(self._serve)
             self.ready = self._queue.put
-            self.stopping = False
             self._stopped = False
+        self.stopping = False  # (after close() alone, the connections and the queue are still ours)
         self.init_socket()
         self.started = True
         self._stopped_event.clear()
@@ -164,39 +168,60 @@ class StreamServer:
             self._lsocks.append(lsock)
             self._acceptors.append(spawn(self._accept_loop, lsock))
         period = min(1.0, max(self.settings.keepalive_timeout / 4, 0.05))
+        if self._sweeper is not None:  # (still sweeping since a close())
+            self._sweeper.close()
         self._sweeper = Timer(self._hub.loop)
         self._sweeper.unref()  # the sweep alone must not keep the loop alive
         self._sweeper.callback = self._sweep_idle
         self._sweeper.start(period, period)
 
     def serve_forever(self, stop_timeout: float | None = None) -> None:
-        """Start (if needed) and block this greenlet until stop() is called."""
+        """Start (if needed) and block this greenlet until close() or stop()
+        is called (or an exception such as KeyboardInterrupt arrives), then
+        stop, letting requests in flight finish for up to `stop_timeout`
+        seconds (default: the `stop_timeout` attribute)."""
         if not self.started:
             self.start()
         try:
             self._stopped_event.wait()
         finally:
-            if self.started:
-                self.stop(stop_timeout)
+            self.stop(stop_timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Close the listeners at once, close idle connections, let busy
-        ones finish for up to `timeout` seconds (default: `stop_timeout`),
-        then close the rest."""
-        if self._stopped and not self.started:  # (stopped already; a server never started still tidies up)
+        """close(), then let busy connections finish for up to `timeout`
+        seconds (default: `stop_timeout`), then close the rest. Returns when
+        the server is stopped (a second caller waits for the first). Called
+        from a request (the application's greenlet), that request is not
+        waited for: it finishes after stop() returns, and its connection
+        closes."""
+        if self._stopped:
+            return
+        if self._draining:
+            self._stop_done.wait()
             return
         if timeout is None:
             timeout = self.stop_timeout
+        self._draining = True
+        self._stop_done.clear()
+        try:
+            self.close()
+            self._drain_connections(timeout)
+        finally:
+            self._draining = False
+            self._stopped = True
+            self._stop_done.set()
+
+    def close(self) -> None:
+        """Close the listeners and stop accepting, at once (gevent's
+        close()); serve_forever() wakes and stops. Idle keep-alive
+        connections are closed; requests in flight finish, and their
+        connections close after the response (stop() waits for them, up to
+        its timeout)."""
         self.stopping = True
         self._close_listeners()
         self.started = False
-        self._drain_connections(timeout)
-        self._stopped = True
+        self._close_idle(keep_fresh=True)
         self._stopped_event.set()
-
-    def close(self) -> None:
-        """Stop accepting and close every connection now."""
-        self.stop(0)
 
     @property
     def closed(self) -> bool:
@@ -269,16 +294,22 @@ class StreamServer:
         deadline = self.now() + timeout
         fresh_until = self.now() + min(timeout, FRESH_GRACE)
         self._close_idle(keep_fresh=True)
-        while self.connections:
+        cur = getcurrent()
+        # stop() called from a request: that one is not waited for (it is
+        # waiting for us), nor closed under its feet; the driver closes its
+        # connection after the response, as the server is stopping.
+        mine = sum(1 for channel in self.connections if channel.worker is cur)
+        while len(self.connections) > mine:
             left = deadline - self.now()
             if left <= 0:
                 break
             self._drained.clear()
             self._drained.wait(min(left, 0.05))
             self._close_idle(keep_fresh=self.now() < fresh_until)
-        cur = getcurrent()
         for channel in list(self.connections):
             worker = channel.worker
+            if worker is cur:
+                continue
             channel.close()
             if worker is not None and worker is not cur and not worker.dead:
                 self._hub.run_callback(throw_if_alive, worker, GreenletExit())

@@ -265,7 +265,7 @@ class WSGIServer(StreamServer):
         self._offload = ThreadPool(self.settings.threads, name="lichen-app")
 
     def stop(self, timeout: float | None = None) -> None:
-        if self._stopped and not self.started:  # (stopped already; a server never started still tidies up)
+        if self._stopped:
             return
         if self._stall is not None:
             self._stall.stop()
