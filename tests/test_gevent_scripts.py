@@ -1,14 +1,17 @@
 # gevent.pywsgi scripts run with only their imports changed to lichen's.
 #
 # Strategy: each script in tests/gevent_scripts/ is written for gevent.
-# to_lichen() rewrites its import lines (gevent.pywsgi -> lichen.wsgi,
-# gevent.pool -> lichen.sync, gevent -> lichen.hub) and checks that no other
-# line changed; the script then runs as a subprocess on a free port, is
+# to_lichen() rewrites its import lines (`from gevent.pywsgi import` and
+# `from gevent import` become `from lichen import`, `from gevent.pool
+# import` becomes `from lichen.sync import`) and checks that no other line
+# changed; the script then runs as a subprocess on a free port (its output
+# going to files, so a test can wait for a line without blocking), is
 # requested over HTTP(S) by plain stdlib clients, and is stopped the way its
-# user would stop it (Ctrl-C, or a request that makes it call stop()). With
-# LICHEN_GEVENT_PYTHON set to a Python that has gevent, every test also runs
-# the original script under gevent, with the same assertions: the two must
-# behave alike.
+# user would stop it: Ctrl-C, or a request that makes it call stop() or
+# close(). Every wait has a deadline and every process is killed by its PID
+# at the end of its test. With LICHEN_GEVENT_PYTHON set to a Python that has
+# gevent, every test also runs the original script under gevent, with the
+# same assertions: the two must behave alike.
 from __future__ import annotations
 
 import concurrent.futures
@@ -29,11 +32,12 @@ from helpers import make_pki
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent / "gevent_scripts"
 GEVENT_PYTHON = os.environ.get("LICHEN_GEVENT_PYTHON")
-IMPORTS = [("from gevent.pywsgi import ", "from lichen.wsgi import "),
+IMPORTS = [("from gevent.pywsgi import ", "from lichen import "),
            ("from gevent.pool import ", "from lichen.sync import "),
-           ("from gevent import ", "from lichen.hub import ")]
+           ("from gevent import ", "from lichen import ")]
 # gevent's access line: client, local time, request line, status, bytes, seconds.
 GEVENT_LINE = r'127\.0\.0\.1 - - \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "%s" %d \d+ \d+\.\d{6}'
+DEADLINE = 15.0  # seconds for any one wait on a script
 
 
 def to_lichen(source: str) -> str:
@@ -73,22 +77,43 @@ class Script:
             python = GEVENT_PYTHON
         path = tmp_path / f"{server}_{name}"
         path.write_text(source)
+        self.out_path, self.err_path = tmp_path / f"{server}_{name}.out", tmp_path / f"{server}_{name}.err"
         argv = [python, str(path)] + ([str(self.port)] if not port_literal else []) + list(args)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=tmp_path)
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp_path)
         self._wait_listening()
 
+    @property
+    def out(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text()
+
     def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the script ended: {self.proc.communicate()}")
+                raise AssertionError(f"the script ended:\n{self.out}\n{self.err}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.05)
         raise AssertionError("the script never listened")
+
+    def wait_for(self, pattern: str, stream: str = "err") -> str:
+        """The text of `stream` once `pattern` (a regular expression, per
+        line) is in it: a line is written after its response is sent."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            text = self.out if stream == "out" else self.err
+            if re.search(pattern, text, re.M):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line {pattern!r} in {stream}:\n{text}")
+            time.sleep(0.02)
 
     def get(self, path: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
         if context is None:
@@ -116,20 +141,20 @@ class Script:
     def finish(self, timeout: float = 10) -> tuple[str, str]:
         """Its stdout and stderr once it ended (within `timeout` seconds)."""
         try:
-            return self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-            raise AssertionError(f"the script did not end:\n{out}\n{err}") from None
+            self.kill()
+            raise AssertionError(f"the script did not end:\n{self.out}\n{self.err}") from None
+        return self.out, self.err
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
 
 
-SERVERS = ["lichen", pytest.param("gevent", marks=pytest.mark.skipif(
-    not GEVENT_PYTHON, reason="set LICHEN_GEVENT_PYTHON to a Python with gevent to compare"))]
+# The comparison with gevent runs only where a Python with gevent is named.
+SERVERS = ["lichen"] + (["gevent"] if GEVENT_PYTHON else [])
 
 
 @pytest.fixture
@@ -150,8 +175,8 @@ def test_the_import_rewrite_changes_only_import_lines():
     source = "from gevent.pywsgi import WSGIServer\nfrom gevent import sleep\nx = 'gevent'\n"
     with pytest.raises(AssertionError, match="left unchanged"):
         to_lichen(source)
-    assert to_lichen(source.replace("x = 'gevent'\n", "")) == "from lichen.wsgi import WSGIServer\n" \
-                                                               "from lichen.hub import sleep\n"
+    assert to_lichen(source.replace("x = 'gevent'\n", "")) == "from lichen import WSGIServer\n" \
+                                                               "from lichen import sleep\n"
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -159,11 +184,11 @@ def test_gevents_hello_world_serves_logs_to_stderr_and_stops_on_ctrl_c(run, serv
     script = run("hello_world.py", server, port_literal="8088")
     assert script.get("/") == (200, b"<b>hello world</b>")
     assert script.get("/nope") == (404, b"<h1>Not Found</h1>")
+    script.wait_for(r"^%s$" % (GEVENT_LINE % ("GET /nope HTTP/1.1", 404)))
     script.interrupt()
     out, err = script.finish()
     assert out == f"Serving on {script.port}...\n"
     assert re.search(r"^%s$" % (GEVENT_LINE % ("GET / HTTP/1.1", 200)), err, re.M), err
-    assert re.search(r"^%s$" % (GEVENT_LINE % ("GET /nope HTTP/1.1", 404)), err, re.M), err
     assert "KeyboardInterrupt" in err
 
 
@@ -205,6 +230,35 @@ def test_ssl_args_serve_https_only_to_clients_with_a_certificate_the_ca_signed(r
     script.interrupt()
     out, _ = script.finish()
     assert out.startswith("ssl enabled: True\n")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_application_assigned_after_start_serves_and_stop_from_a_request_ends_the_script(run, server):
+    script = run("application_later.py", server)
+    assert script.get("/first") == (200, f"/first on 127.0.0.1:{script.port} via {script.port}".encode())
+    assert script.get("/fail")[0] == 500
+    script.wait_for(r"^ValueError: this request fails on purpose$")  # (the error log: stderr)
+    started = time.monotonic()
+    assert script.get("/shutdown")[0] == 200
+    out, err = script.finish()
+    assert time.monotonic() - started < 5 and script.proc.returncode == 0, err
+    assert out == "started: True, closed: False\nstopped: started False, closed True\n"
+    assert err.count("Traceback") == 1  # the failing request's; log=None: no access lines
+    assert "GET /first" not in err
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_with_block_serves_logs_to_a_file_object_and_stops_at_its_end(run, server):
+    script = run("with_block.py", server)
+    assert script.get("/in") == (200, b"inside the with block\n")
+    assert script.get("/close") == (200, b"inside the with block\n")
+    out, err = script.finish()
+    assert script.proc.returncode == 0, err
+    lines = out.splitlines()
+    assert re.match(r"^%s$" % (GEVENT_LINE % ("GET /in HTTP/1.1", 200)), lines[0]), out
+    assert lines[-2:] == ["serve_forever returned, closed: True", "after the with block, closed: True"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", script.port), timeout=2)
 
 
 @pytest.mark.parametrize("server", SERVERS)

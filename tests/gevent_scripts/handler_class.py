@@ -1,7 +1,7 @@
 # A gevent.pywsgi script with a handler class of its own: get_environ() adds
 # keys to every request's environ, log_request() writes its own access line
-# to stdout. The application is given after the server is made, and a
-# request to /stop stops the server from inside. Usage: handler_class.py PORT
+# to stdout. A request to /stop stops the server from a greenlet of its
+# own. Usage: handler_class.py PORT
 import sys
 
 from gevent import spawn
@@ -33,8 +33,7 @@ def application(env, start_response):
     return [body]
 
 
-server = WSGIServer(('127.0.0.1', int(sys.argv[1])), handler_class=RequestIdHandler,
+server = WSGIServer(('127.0.0.1', int(sys.argv[1])), application, handler_class=RequestIdHandler,
                     environ={'myapp.site': 'example.org'})
-server.application = application
 server.serve_forever()
 print('stopped')
