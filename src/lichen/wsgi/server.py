@@ -27,6 +27,7 @@ from lichen.proxy import ProxyHeaders
 from lichen.server import StreamServer, peer_text
 from lichen.wsgi.accesslog import AccessLog, ErrorLog, writer
 from lichen.wsgi.driver import Driver
+from lichen.wsgi.environ import BASE_ENV, base_environ
 from lichen.wsgi.handler import WSGIHandler
 from lichen.wsgi.input import EMPTY_INPUT
 from lichen.wsgi.response import FileWrapper
@@ -68,9 +69,7 @@ class WSGIServer(StreamServer):
     #: change it); lichen adds wsgi.url_scheme, wsgi.errors,
     #: wsgi.file_wrapper and wsgi.input_terminated, then SERVER_NAME and
     #: SERVER_PORT once bound.
-    base_env: dict[str, Any] = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "lichen", "SCRIPT_NAME": "",
-                                "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": False,
-                                "wsgi.run_once": False}
+    base_env: dict[str, Any] = BASE_ENV
 
     def __init__(self, listener: Any, application: Callable[..., Any] | None = None, backlog: int | None = None,
                  spawn: Any = "default", log: Any = "default", error_log: Any = "default",
@@ -168,14 +167,8 @@ class WSGIServer(StreamServer):
         """Make `environ` again from base_env, adding `environ` (gevent's)."""
         if environ is not None:
             self._environ_update = dict(environ)
-        env = dict(self.base_env)
-        env["wsgi.url_scheme"] = "https" if self.ssl_context is not None else "http"
-        env["wsgi.file_wrapper"] = FileWrapper
-        env["wsgi.input_terminated"] = True
-        env.update(self._environ_update)
-        if env.get("wsgi.errors") is None:
-            env["wsgi.errors"] = self.error_log
-        self.environ = env
+        self.environ = base_environ(None, None, "https" if self.ssl_context is not None else "http", self.error_log,
+                                    FileWrapper, self._environ_update, self.base_env)
         if self._address_known:
             self.update_environ()
 
