@@ -18,7 +18,7 @@ import pytest
 from fake_transport import harness, status_of
 from lichen.settings import Settings
 from lichen.wsgi import Driver, LoggingLogAdapter, WSGIHandler, WSGIServer
-from wsgi_helpers import errlog, error_lines, get, hello_app, logs  # noqa: F401 (fixtures)
+from wsgi_helpers import ServerThread, errlog, error_lines, get, hello_app, logs  # noqa: F401 (fixtures)
 
 # gevent's access line: client, local time, request line, status, bytes, seconds.
 GEVENT_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "GET /g\?x=1 HTTP/1\.1" 200 '
@@ -41,8 +41,6 @@ def test_a_server_without_an_application_answers_500_saying_why_until_one_is_set
 
 
 def test_an_application_set_later_runs_in_the_threads_of_threads_n():
-    from wsgi_helpers import ServerThread
-
     def app(environ, start_response):
         start_response("200 OK", [])
         return [str(environ["wsgi.multithread"]).encode()]
@@ -218,6 +216,81 @@ def test_handler_class_is_a_handler_or_a_driver():
 def test_handle_is_not_an_argument_of_a_wsgi_server():
     with pytest.raises(TypeError, match="takes an application, not handle="):
         WSGIServer(("127.0.0.1", 0), handle=hello_app)
+
+
+# run_application() and detach(): around the application, and a protocol switch ---------------
+def test_run_application_overridden_in_gevents_way_sends_the_result_it_kept():
+    class Around(WSGIHandler):
+        def run_application(self):
+            self.environ["around"] = "yes"
+            super().run_application()  # (gevent's returns nothing: the result is on self)
+
+    h = harness(lambda env, sr: (sr("200 OK", []), [b"around " + env["around"].encode()])[1], handler_class=Around)
+    assert h.serve(get("/")).endswith(b"around yes")
+
+
+def test_run_application_may_answer_without_the_application():
+    class Gate(WSGIHandler):
+        def run_application(self):
+            if self.path == "/closed":
+                self.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+                return [b"no"]
+            return super().run_application()
+
+    h = harness(hello_app, handler_class=Gate)
+    assert status_of(h.serve(get("/closed"))) == 403
+    assert h.serve(get("/open")).endswith(b"hello /open")
+
+
+UPGRADE = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\n"
+
+
+class Shout(WSGIHandler):
+    """A protocol switch: after a 101 the connection echoes lines in capitals
+    until "bye"; other requests go to the application."""
+
+    logged: list = []
+
+    def run_application(self):
+        if self.environ.get("HTTP_UPGRADE") != "shout":
+            return super().run_application()
+        pending = self.detach()
+        self.socket.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\n")
+        while True:
+            while b"\n" not in pending:
+                data = self.socket.recv(4096)
+                if not data:
+                    return None
+                pending += data
+            line, _, pending = pending.partition(b"\n")
+            if line == b"fail":
+                raise RuntimeError("the protocol failed")
+            self.socket.sendall(line.upper() + b"\n")
+            if line == b"bye":
+                return None
+
+    def log_request(self):
+        Shout.logged.append(self.requestline)
+
+
+def test_a_handler_that_detaches_speaks_its_own_protocol_and_lichen_closes_after():
+    Shout.logged = []
+    with ServerThread(hello_app, handler_class=Shout) as srv, srv.connect() as c:
+        c.send(UPGRADE + b"first\n")  # (a line sent with the head: detach() hands it over)
+        assert c.read_head().status == 101
+        c.send(b"second\nbye\n")
+        assert c.read_until_close() == b"FIRST\nSECOND\nBYE\n"
+        assert srv.request(get("/plain")).body == b"hello /plain"  # (the server goes on)
+    assert Shout.logged == ["GET /echo HTTP/1.1", "GET /plain HTTP/1.1"]
+
+
+def test_an_error_after_detach_is_handled_and_no_500_is_written_on_the_connection(errlog):
+    with ServerThread(hello_app, handler_class=Shout) as srv, srv.connect() as c:
+        c.send(UPGRADE)
+        assert c.read_head().status == 101
+        c.send(b"one\nfail\n")
+        assert c.read_until_close() == b"ONE\n"
+    assert any(r.exc_info and "the protocol failed" in str(r.exc_info[1]) for r in errlog.records)
 
 
 # log= ------------------------------------------------------------------------------------

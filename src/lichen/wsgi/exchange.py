@@ -183,9 +183,16 @@ class Exchange:
         srv = self.server
         result = None
         try:
-            if handler is not None:
+            if handler is None:
+                result = srv.wsgi_app(env, resp.start_response)
+            else:
                 env = handler.environ = handler.get_environ()
-            result = srv.wsgi_app(env, resp.start_response)
+                result = handler.run_application()
+                if result is None:  # (an override in gevent's way: the result is kept, not returned)
+                    result = handler.result
+                if handler.detached:  # the connection is the handler's: nothing more goes out on it
+                    self.channel.close()
+                    return False
             if type(result) is list and not resp.head_sent and resp.status is not None:
                 resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
             elif isinstance(result, FileWrapper) and not self.channel.encrypted and result.fileno() is not None:
@@ -218,11 +225,23 @@ class Exchange:
                     handler.handle_error(*sys.exc_info())
                 except Exception:
                     log.exception("handle_error() of %s failed", type(handler).__name__)
+                if handler.detached:
+                    self.channel.close()
+                    return False
             self._app_failed(resp)
             return False
         finally:
             if not close_body(result, "the application's"):
                 resp.keep_alive = False
+
+    def detach(self) -> bytes:
+        """The handler takes the connection over: the bytes the client sent
+        after this request that lichen read already. (Those are the
+        parser's. An Upgrade request always goes to the parser; behind a
+        plain head that the fast lane took, bytes pipelined in the same read
+        are not handed over.)"""
+        parser = self.parser
+        return parser.detach() if parser is not None else b""
 
     def _app_failed(self, resp: Response) -> None:
         if not resp.head_sent:

@@ -12,7 +12,9 @@
 # done. A server without one never makes a handler. The attributes carry
 # gevent's names for the request and the response (command, path,
 # requestline, status, code, response_length, time_start...), so a subclass
-# ports by changing its base class.
+# ports by changing its base class. run_application() calls the application;
+# a subclass that switches protocols (WebSocket) detach()es the connection
+# there and speaks its protocol on `socket` until it returns.
 from __future__ import annotations
 
 import time
@@ -27,8 +29,10 @@ __all__ = ["WSGIHandler"]
 
 class WSGIHandler:
     """One request, for a subclass to change what gevent's WSGIHandler lets
-    it change: `get_environ()` (call super() and add keys), `log_request()`
-    and `format_request()` (the access line), `handle_error(t, v, tb)` (an
+    it change: `get_environ()` (call super() and add keys),
+    `run_application()` (around the application call; where a protocol
+    switch detach()es the connection), `log_request()` and
+    `format_request()` (the access line), `handle_error(t, v, tb)` (an
     exception from the application; lichen answers 500 afterwards when no
     response head went out) and `log_error(msg, *args)`.
 
@@ -36,7 +40,8 @@ class WSGIHandler:
     nothing in it for the next request). Attributes: `server`, `socket`,
     `client_address`, `environ`, `application`, `command`, `path`,
     `request_version`, `requestline`, `headers`, `content_length`,
-    `wsgi_input`, `time_start`, `time_finish`; of the response: `status`
+    `wsgi_input`, `start_response`, `time_start`, `time_finish`; of the
+    response: `result`, `status`
     (bytes, as gevent's), `code`, `response_headers`, `response_length`
     (bytes sent, head included), `headers_sent`, `close_connection`."""
 
@@ -50,6 +55,7 @@ class WSGIHandler:
         self.client_address = exchange.channel.peer
         self.environ = environ
         self.application = server.application
+        self.start_response = response.start_response
         self.time_start = time.time()
         self.time_finish = 0.0
         self.command = environ["REQUEST_METHOD"]
@@ -57,7 +63,38 @@ class WSGIHandler:
         self.request_version = environ["SERVER_PROTOCOL"]
         self.requestline = f"{self.command} {self.path} {self.request_version}"
 
+    #: Whether detach() was called: the connection is the handler's.
+    detached = False
+    #: The application's response iterable, once run_application() has it.
+    result: Any = None
+
     # What a subclass overrides -----------------------------------------------
+    def run_application(self) -> Any:
+        """Call the application with `environ` and `start_response`; its
+        response iterable (returned, and kept as `result`, as gevent keeps
+        it) is what lichen then sends. A subclass may call this and return
+        nothing (gevent's way: `result` is sent), or answer on its own
+        (start_response(), then return an iterable of bytes).
+
+        This is where a subclass takes the connection over, for a protocol
+        switch such as WebSocket: call detach(), write the 101 answer and
+        then the new protocol on `socket` (lichen sends nothing of its own
+        after detach(), and its response filter would drop the Upgrade
+        header anyway), read from `socket` after the bytes detach()
+        returned; lichen closes the connection when this returns."""
+        self.result = self.server.wsgi_app(self.environ, self.start_response)
+        return self.result
+
+    def detach(self) -> bytes:
+        """Take the connection over (see run_application()): lichen writes
+        and reads nothing more on it and closes it once run_application()
+        returns (or raises: handle_error() is still told, and no 500 goes
+        out). Returns the bytes the client sent after this request that
+        lichen had read already. Call it after the request body, if any,
+        was read from wsgi.input."""
+        self.detached = True
+        return self.exchange.detach()
+
     def get_environ(self) -> dict:
         """The environ the application gets: lichen's, built from the
         server's (`WSGIServer.get_environ()` when a subclass overrides it,
