@@ -19,7 +19,8 @@ from proc_helpers import Master, children, free_port, get, wait_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
 MASTER_MODULES = ["lichen.arbiter", "lichen.cli", "lichen.config", "lichen.settings", "lichen.listeners",
-                  "lichen.process", "lichen.hooks", "lichen.compat", "lichen.apploader", "lichen.demo"]
+                  "lichen.process", "lichen.hooks", "lichen.compat", "lichen.apploader", "lichen.demo",
+                  "lichen.fdlimit"]
 HEAVY = ["lichen.hub", "lichen.loop", "lichen._ev", "greenlet", "cffi", "_cffi_backend"]
 # Shared objects that would be mapped into a process that imported the hub.
 HEAVY_LIBRARIES = ("/_ev.", "/_greenlet.", "/_cffi_backend.")

@@ -43,10 +43,11 @@ LAYERS: dict[str, set[str]] = {
     "lichen.apploader": {"lichen.demo"},
     "lichen.demo": set(),
     "lichen.channel": set(),
+    "lichen.fdlimit": set(),
     # Transport.
     "lichen.preamble": {"lichen.proxy"},
     "lichen.server": _CORE | {"lichen.socket", "lichen.tls", "lichen.sync", "lichen.settings", "lichen.proxy",
-                              "lichen.preamble", "lichen.channel", "lichen.listeners"},
+                              "lichen.preamble", "lichen.channel", "lichen.listeners", "lichen.fdlimit"},
     "lichen.stall": set(),
     # HTTP over the transport.
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
@@ -55,7 +56,7 @@ LAYERS: dict[str, set[str]] = {
     "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process",
                       "lichen.apploader"},
     "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process", "lichen.hooks",
-                       "lichen.apploader", "lichen.worker"},  # (the worker only in the forked child)
+                       "lichen.apploader", "lichen.fdlimit", "lichen.worker"},  # (the worker only in the forked child)
     "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.sync", "lichen.wsgi",
                               "lichen.process", "lichen.hooks", "lichen.tls"},
     "lichen.cli": {"lichen.config", "lichen.settings", "lichen.arbiter", "lichen.process"},

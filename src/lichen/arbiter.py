@@ -33,6 +33,7 @@ from typing import Any
 
 from lichen.apploader import AppLoadError, load_configured
 from lichen.config import Config, ConfigError
+from lichen.fdlimit import raise_nofile_limit
 from lichen.hooks import HookError
 from lichen.listeners import ListenError, open_listeners
 from lichen.process import (SIGNALS, WORKER_BOOT_ERROR, WORKER_RELOAD, Detached, Worker, apply_env, boot_state,
@@ -128,6 +129,8 @@ class Arbiter:
         set_process_name(st.proc_name)
         apply_env(st.raw_env)
         self.num_workers = st.workers  # nworkers_changed(server, N, None), as gunicorn's first call
+        if st.raise_fd_limit:
+            raise_nofile_limit()  # once here, so the workers inherit it and log nothing
         try:
             if st.preload_app:
                 self.preloaded = self._preload()

@@ -3,8 +3,10 @@
 # Strategy: standard library only, so the `lichen` master binds without
 # loading the hub or libev; StreamServer uses the same code (lichen.server
 # re-exports parse_address and make_listener). parse_address/make_listener
-# take a server's listener specs: (host, port), 'host:port', '[::1]:port',
-# 'unix:/path' or a socket. parse_bind/bind add the command line's spellings
+# take a server's listener specs: (host, port), 'host:port', ':port' and
+# '*:port' (gevent's every interface), '[::1]:port', 'unix:/path' or a
+# socket; rebind_spec says what to bind when a stopped server starts again.
+# parse_bind/bind add the command line's spellings
 # (gunicorn's: a host alone is port 8000, ':port' every interface, tcp://,
 # unix://, fd://N; twistd's tcp:PORT[:interface=ADDR] and a bare port; a
 # umask for unix sockets; [::]:port dual-stack as gunicorn gets it from
@@ -21,7 +23,7 @@ import socket
 import stat
 from typing import Any, Collection, Iterable, MutableMapping
 
-__all__ = ["parse_address", "make_listener", "parse_bind", "bind", "open_listeners", "ListenError"]
+__all__ = ["parse_address", "make_listener", "rebind_spec", "parse_bind", "bind", "open_listeners", "ListenError"]
 
 
 class ListenError(Exception):
@@ -30,14 +32,19 @@ class ListenError(Exception):
 
 def parse_address(address: Any) -> Any:
     """Normalise a listener spec: `(host, port)`, `'host:port'`, `':port'`,
-    `'[::1]:port'`, `'unix:/path'` -> (family, sockaddr)."""
+    `'*:port'`, `'[::1]:port'`, `'unix:/path'`, or a port alone (an int or
+    `'8000'`) -> (family, sockaddr). An empty host, `'*'` and a port alone
+    mean every interface, as in gevent."""
     if isinstance(address, tuple):
         host, port = address[0], address[1]
+        host = "" if host == "*" else host
         return _family_of(host), (host, _port(port, address))
-    if isinstance(address, int):
-        return socket.AF_INET, ("", address)
+    if isinstance(address, int) and not isinstance(address, bool):
+        return socket.AF_INET, ("", _port(address, address))
     if not isinstance(address, str):
         raise TypeError(f"listener must be (host, port), 'host:port', 'unix:/path' or a socket, not {address!r}")
+    if address.isdigit():
+        return socket.AF_INET, ("", _port(address, address))
     if address.startswith("unix:"):
         path = address[5:]
         if not path:
@@ -53,6 +60,7 @@ def parse_address(address: Any) -> Any:
         raise ValueError(f"bad listener {address!r}; expected 'host:port'")
     if ":" in host:
         raise ValueError(f"IPv6 listener {address!r} must be written '[addr]:port'")
+    host = "" if host == "*" else host
     return _family_of(host), (host, _port(port, address))
 
 
@@ -84,6 +92,19 @@ def make_listener(address: Any, backlog: int = 2048, reuse_port: bool = False) -
         sock = _listen(*parse_address(address), backlog, reuse_port)
     sock.setblocking(False)
     return sock
+
+
+def rebind_spec(spec: Any, bound: Any) -> Any:
+    """What to bind when a stopped server starts again (as gevent's does):
+    `spec` as it was given, except that a socket (closed at stop) becomes
+    the address `bound` it had, and a port 0 the port it got, so the server
+    comes back where it was."""
+    if isinstance(spec, socket.socket) or isinstance(getattr(spec, "raw", None), socket.socket):
+        return f"unix:{bound}" if isinstance(bound, str) else (bound[0], bound[1])
+    family, addr = parse_address(spec)
+    if family == getattr(socket, "AF_UNIX", None) or addr[1] or not isinstance(bound, tuple):
+        return spec
+    return (addr[0], bound[1])
 
 
 def _listen(family: int, addr: Any, backlog: int, reuse_port: bool, dualstack: bool = True) -> socket.socket:

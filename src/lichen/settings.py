@@ -322,8 +322,9 @@ class Settings:
     arguments). Defaults are documented here only."""
 
     backlog: int = setting(2048, "listen() backlog of each listening socket", check=_positive)
-    max_connections: int = setting(
-        10000, "connections served at once; accepting pauses at the cap until one closes", check=_positive,
+    max_connections: int | None = setting(
+        None, "connections served at once; accepting pauses at the cap until one closes. None: derived "
+              "from the file-descriptor limit (all but 1/16 of it, at least 32 kept free)", check=_positive,
         flags=("--max-connections", "--worker-connections"), names=("worker_connections",))
     keepalive_timeout: float = setting(
         75.0, "seconds an idle keep-alive connection is kept (longer than common proxy idle timeouts); "
@@ -387,6 +388,10 @@ class Settings:
     defer_accept: bool = setting(
         True, "TCP_DEFER_ACCEPT on TCP listeners (Linux): a connection is accepted once its first bytes "
               "arrive, which saves a wasted read and a wake-up for each new connection")
+    raise_fd_limit: bool = setting(
+        True, "at start, raise the soft file-descriptor limit (RLIMIT_NOFILE) to the hard limit, once per "
+              "process, and log it, as nginx and Go do; a soft limit of 1,024 would stop the server near "
+              "a thousand connections")
     threads: int = setting(
         0, "run the WSGI app in a pool of this many OS threads (for blocking apps); socket I/O, parsing "
            "and idle connections stay on the hub. 0 runs the app on greenlets", check=_non_negative)

@@ -47,9 +47,11 @@ def build_server(cfg: Config, listeners: list[Any], app: Any, ssl_context: Any =
     from lichen.wsgi import WSGIServer
 
     st = cfg.settings
-    access = None if st.no_access_log else "default"
+    # The command's logs are its loggers (configured by the master), not the
+    # library's defaults (gevent's: sys.stderr).
+    access = None if st.no_access_log else logging.getLogger("lichen.access")
     # A CommandSettings is a Settings: the server reads its own fields.
-    return WSGIServer(listeners, app, log=access, ssl_context=ssl_context, settings=st)
+    return WSGIServer(listeners, app, log=access, error_log=log, ssl_context=ssl_context, settings=st)
 
 
 def tls_context(cfg: Config) -> Any:

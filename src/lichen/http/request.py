@@ -207,6 +207,16 @@ class RequestParser:
         state = self._state
         return (state == _IDLE and self._pos >= len(self._buf)) or state == _CLOSED
 
+    def detach(self) -> bytes:
+        """Parse nothing more (the connection switched protocols); returns
+        the bytes received after the last message, unparsed."""
+        rest = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = self._scan = 0
+        self._events.clear()
+        self._state = _CLOSED
+        return rest
+
     # -- errors ---------------------------------------------------------
 
     def _fail(self, err: RemoteProtocolError) -> RemoteProtocolError:
