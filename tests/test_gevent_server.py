@@ -431,10 +431,8 @@ def test_geventss_every_interface_listeners_parse(spec):
     assert parse_address(spec) == (socket.AF_INET, ("", 8000))
 
 
-def test_the_command_line_does_not_take_a_bare_port():
+def test_the_command_lines_empty_host_is_every_interface_as_the_librarys():
     assert parse_bind(":8000") == (socket.AF_INET, ("", 8000))
-    with pytest.raises(ValueError, match="':8000' for every interface"):
-        parse_bind("8000")
 
 
 @pytest.mark.parametrize("listener", [":0", "*:0"])
