@@ -40,17 +40,20 @@ def nofile_limit() -> int:
 
 
 # --------------------------------------------------------------------------- child side
-def _app():
+def _app(cooperate: str | None = None):
+    """apps.app; with `cooperate`, its /park and /events endpoints use that library's sleep and Event."""
     sys.path.insert(0, HERE)
-    from apps import app
+    import apps
 
-    return app
+    if cooperate:
+        apps.cooperate(cooperate)
+    return apps.app
 
 
 def serve_lichen(port: int) -> None:
     from lichen.wsgi import WSGIServer
 
-    server = WSGIServer((HOST, port), _app(), log=None, backlog=BACKLOG,
+    server = WSGIServer((HOST, port), _app("lichen"), log=None, backlog=BACKLOG,
                         max_connections=MAX_CONNECTIONS, keepalive_timeout=float(KEEPALIVE_S))
     server.serve_forever()
 
@@ -66,7 +69,7 @@ def _serve_gevent(port: int, nodelay: bool) -> None:
             super().__init__(sock, address, server, rfile)
 
     kw = {"handler_class": NoDelayHandler} if nodelay else {}
-    WSGIServer((HOST, port), _app(), log=None, backlog=BACKLOG, **kw).serve_forever()
+    WSGIServer((HOST, port), _app("gevent"), log=None, backlog=BACKLOG, **kw).serve_forever()
 
 
 def serve_gevent(port: int) -> None:
@@ -117,6 +120,8 @@ class Server:
     command: Callable[[int, str], list[str]]  # (port, tmpdir) -> argv (before taskset)
     config: str  # the non-default settings, for the README/results
     executable: str | None = None  # must exist (non-Python servers)
+    wsgi: bool = True  # runs apps.py (False: nginx, the static ceiling)
+    cooperative: bool = False  # runs apps.py with its own sleep and Event (the long-poll and SSE scenarios)
     notes: list[str] = field(default_factory=list)
 
     def unavailable(self) -> str | None:
@@ -242,11 +247,11 @@ _S = Server
 SERVERS: dict[str, Server] = {s.name: s for s in [
     _S("lichen", (), ("greenlet", "cffi", "httptools"), _self("lichen"),
        f"WSGIServer(log=None, backlog={BACKLOG}, max_connections={MAX_CONNECTIONS}, "
-       f"keepalive_timeout={KEEPALIVE_S})"),
+       f"keepalive_timeout={KEEPALIVE_S})", cooperative=True),
     _S("gevent", ("gevent",), ("gevent",), _self("gevent"),
-       f"gevent.pywsgi.WSGIServer(log=None, backlog={BACKLOG}), as shipped (Nagle on)"),
+       f"gevent.pywsgi.WSGIServer(log=None, backlog={BACKLOG}), as shipped (Nagle on)", cooperative=True),
     _S("gevent+nodelay", ("gevent",), ("gevent",), _self("gevent_nodelay"),
-       "the same with a WSGIHandler subclass that sets TCP_NODELAY on each accepted socket"),
+       "the same with a WSGIHandler subclass that sets TCP_NODELAY on each accepted socket", cooperative=True),
     _S("meinheld", ("meinheld", "greenlet"), ("meinheld",), _self("meinheld"),
        f"set_keepalive({KEEPALIVE_S}) (default: off), set_picoev_max_fd(RLIMIT_NOFILE), "
        f"set_backlog({BACKLOG}), access log off"),
@@ -264,7 +269,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in [
        f"fastwsgi.run(loglevel=LL_ERROR), backlog {BACKLOG}"),
     _S("nginx", (), (), _nginx,
        "static ceiling: `return 200 \"Hello, World!\"`, /64k a static file, POST body discarded; "
-       f"worker_processes 1, worker_connections {MAX_CONNECTIONS}, sendfile on, keepalive_requests unlimited", executable="nginx"),
+       f"worker_processes 1, worker_connections {MAX_CONNECTIONS}, sendfile on, keepalive_requests unlimited", executable="nginx",
+       wsgi=False),
 ]}
 
 

@@ -18,6 +18,7 @@
 # not needed.
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -227,7 +228,7 @@ class Harness:
         return self.channel.closed
 
     def close(self) -> None:
-        self.server.close()
+        self.server.stop(0)
 
     def __enter__(self) -> Harness:
         return self
@@ -236,12 +237,15 @@ class Harness:
         self.close()
 
 
-def harness(app: Callable[..., Any], peer: Any = ("127.0.0.1", 5555), **settings: Any) -> Harness:
-    """A driver for `app` over a FakeSocket. `settings` are WSGIServer's;
-    the access log is off unless `log` is given. The server's environ is
-    that of one bound to 127.0.0.1:80."""
+def harness(app: Callable[..., Any], peer: Any = ("127.0.0.1", 5555), server_class: type = WSGIServer,
+            **settings: Any) -> Harness:
+    """A driver for `app` over a FakeSocket. `settings` are WSGIServer's
+    (`server_class`'s); the access log is off unless `log` is given, and the
+    error log is the `lichen.error` logger unless `error_log` is. The
+    server's environ is that of one bound to 127.0.0.1:80."""
     settings.setdefault("log", None)
-    server = WSGIServer(("127.0.0.1", 0), app, **settings)
+    settings.setdefault("error_log", logging.getLogger("lichen.error"))
+    server = server_class(("127.0.0.1", 0), app, **settings)
     server.sockets = [_Bound()]
     server.init_socket()  # builds the base environ (and the fast lane on it), and binds nothing
     server.sockets = []

@@ -3,7 +3,8 @@
 #
 # - fd_count()/open_fds(): file descriptors of this process, from /proc.
 # - make_self_signed_cert(): a throw-away CA-flagged cert for "localhost" and
-#   127.0.0.1, made with `cryptography`.
+#   127.0.0.1, made with `cryptography`; make_pki(): a CA, and a server and a
+#   client certificate it signed.
 # - Ticker: a greenlet that counts how often it got to run; used to prove
 #   that the hub kept scheduling (or did not switch at all) during a call.
 # - hub_hygiene: an autouse fixture (import it into a test module) that fails
@@ -112,6 +113,70 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
             )
         )
     return certfile, keyfile
+
+
+def make_pki(directory: str) -> dict[str, str]:
+    """A throw-away CA and two certificates it signed, written as PEM files
+    into `directory`: "ca" (the CA's certificate), "cert"/"key" (a server's,
+    for localhost and 127.0.0.1), "client_cert"/"client_key" (a client's,
+    CN=client). Returns their paths by those names."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    paths: dict[str, str] = {}
+
+    def write(name: str, data: bytes) -> None:
+        paths[name] = os.path.join(directory, f"{name}.pem")
+        with open(paths[name], "wb") as f:
+            f.write(data)
+
+    def issue(cn: str, key: Any, issuer: Any, issuer_key: Any, ca: bool, extensions: list) -> Any:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                   .issuer_name(issuer)
+                   .public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=7))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        # (Key identifiers and a CA's key usage: what strict verification,
+        # Python 3.13's default, asks of a chain.)
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                critical=True)
+        else:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        for ext in extensions:
+            builder = builder.add_extension(ext, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem_key(key: Any) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lichen test CA")])
+    ca = issue("lichen test CA", ca_key, ca_name, ca_key, True, [])
+    write("ca", ca.public_bytes(serialization.Encoding.PEM))
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server = issue("localhost", server_key, ca_name, ca_key, False,
+                   [san, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])])
+    write("cert", server.public_bytes(serialization.Encoding.PEM))
+    write("key", pem_key(server_key))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = issue("client", client_key, ca_name, ca_key, False,
+                   [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])])
+    write("client_cert", client.public_bytes(serialization.Encoding.PEM))
+    write("client_key", pem_key(client_key))
+    return paths
 
 
 # Greenlet helpers ---------------------------------------------------------------

@@ -29,6 +29,16 @@ def wait_port(port, host="127.0.0.1", timeout=15.0):
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
+def wait_for(predicate, timeout=10.0, step=0.05):
+    """True once predicate() is true, False if it is not within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
 def get(port, path="/", headers=None, timeout=10.0, host="127.0.0.1"):
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:

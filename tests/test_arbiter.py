@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proc_helpers import Master, children, free_port, get, wait_port
+from proc_helpers import Master, children, free_port, get, wait_for, wait_port
 
 APP = "tests.apps.sample:app"
 
@@ -31,15 +31,6 @@ def master_factory(tmp_path):
 
 def pids_seen(port, n=40):
     return {get(port)[1].split("pid=")[1] for _ in range(n)}
-
-
-def wait_for(predicate, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_two_workers_answer_from_two_different_pids(master_factory):

@@ -47,7 +47,7 @@ def test_bare_module_form_uses_application():
 
 
 def test_missing_module_is_a_one_line_error():
-    with pytest.raises(AppLoadError, match="no module named 'nosuchmodule'") as e:
+    with pytest.raises(AppLoadError, match="No module named 'nosuchmodule'") as e:
         load_app("nosuchmodule:app")
     assert "\n" not in str(e.value)
 
@@ -109,16 +109,31 @@ def test_config_file_sets_options_and_command_line_wins(tmp_path):
     assert (cfg.workers, cfg.bind, cfg.settings.keepalive_timeout) == (2, ("127.0.0.1:9999",), 5.0)
 
 
-def test_config_file_with_unknown_setting_is_rejected(tmp_path):
+def test_config_file_with_unknown_setting_is_ignored_with_a_warning(tmp_path):
     conf = tmp_path / "lichen.conf.py"
     conf.write_text("wrokers = 3\n")
-    with pytest.raises(ConfigError, match="wrokers"):
-        parse_args(["-c", str(conf)], environ={})
+    cfg = parse_args(["-c", str(conf)], environ={})
+    assert cfg.workers == 1 and any("wrokers" in message for _, message in cfg.notes)
 
 
 def test_lichen_cmd_args_apply_below_the_command_line():
     cfg = parse_args(["-w", "4"], environ={"LICHEN_CMD_ARGS": "-w 2 --max-requests 10"})
     assert (cfg.workers, cfg.max_requests) == (4, 10)
+
+
+def test_gunicorn_cmd_args_is_read_as_gunicorn_reads_it():
+    cfg = parse_args([], environ={"GUNICORN_CMD_ARGS": "--workers=3 --bind=127.0.0.1:7000"})
+    assert (cfg.workers, cfg.bind) == (3, ("127.0.0.1:7000",))
+
+
+def test_lichen_cmd_args_wins_over_gunicorn_cmd_args():
+    cfg = parse_args([], environ={"GUNICORN_CMD_ARGS": "-w 3", "LICHEN_CMD_ARGS": "-w 2"})
+    assert cfg.workers == 2
+
+
+def test_a_bad_gunicorn_cmd_args_value_names_the_variable():
+    with pytest.raises(ConfigError, match="^GUNICORN_CMD_ARGS: --workers: must be >= 1"):
+        parse_args([], environ={"GUNICORN_CMD_ARGS": "-w 0"})
 
 
 def test_print_config_shows_effective_settings():
@@ -132,7 +147,7 @@ def test_wrong_app_path_exits_nonzero_with_one_line_reason():
     out = subprocess.run([sys.executable, "-m", "lichen", "-b", "127.0.0.1:0", "nosuchmodule:app"],
                          capture_output=True, text=True, timeout=30, cwd=os.path.dirname(HERE))
     assert out.returncode != 0
-    reasons = [line for line in out.stderr.splitlines() if "no module named 'nosuchmodule'" in line]
+    reasons = [line for line in out.stderr.splitlines() if "No module named 'nosuchmodule'" in line]
     assert len(reasons) == 1
 
 

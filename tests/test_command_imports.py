@@ -14,12 +14,13 @@ import os
 import subprocess
 import sys
 
-from proc_helpers import Master, children, free_port, wait_port
+from proc_helpers import Master, children, free_port, get, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
 MASTER_MODULES = ["lichen.arbiter", "lichen.cli", "lichen.config", "lichen.settings", "lichen.listeners",
-                  "lichen.process"]
+                  "lichen.process", "lichen.hooks", "lichen.compat", "lichen.apploader", "lichen.demo",
+                  "lichen.fdlimit"]
 HEAVY = ["lichen.hub", "lichen.loop", "lichen._ev", "greenlet", "cffi", "_cffi_backend"]
 # Shared objects that would be mapped into a process that imported the hub.
 HEAVY_LIBRARIES = ("/_ev.", "/_greenlet.", "/_cffi_backend.")
@@ -46,6 +47,7 @@ def test_a_running_master_never_loaded_the_hub_but_its_worker_did(tmp_path):
                stderr_path=str(tmp_path / "master.log"))
     try:
         wait_port(port)
+        assert get(port)[0] == 200  # the worker serves: its imports are done
         workers = children(m.pid)
         assert len(workers) == 1
         assert _mapped(workers[0]) >= {"/_ev.", "/_greenlet."}  # the probe sees a loaded hub

@@ -619,9 +619,9 @@ def test_queue_after_a_worker_killed_by_keyboard_interrupt_is_still_served():
         assert first.closed and served == rest
     finally:
         parked = server.idle_workers
-        server.close()
+        server.stop(0)
         lhub.sleep(0.01)
-    assert parked and server.idle_workers == 0  # close() ends the parked workers
+    assert parked and server.idle_workers == 0  # stop() ends the parked workers
 
 
 # A flood of bad requests -------------------------------------------------------------------

@@ -1243,3 +1243,15 @@ def test_duplicate_singleton_field_is_400(name):
 def test_repeated_list_fields_are_kept():
     req = one_request(head(b"Host: a", b"Accept: a", b"Accept: b"))
     assert [v for n, v in req.headers if n == b"accept"] == [b"a", b"b"]
+
+
+# -- detach: the connection switched protocols ----------------------------
+
+def test_detach_returns_the_bytes_after_the_message_and_leaves_the_parser_fresh_for_another_connection():
+    p = RequestParser()
+    p.feed(head(b"Host: x", b"Connection: Upgrade", b"Upgrade: websocket") + b"\x81\x05hello" + GET)
+    assert isinstance(p.next_event(), Request)
+    assert p.detach() == b"\x81\x05hello" + GET
+    assert p.idle and p.reusable and p.next_event() is None  # nothing of the old connection is left
+    p.feed(GET)
+    assert isinstance(p.next_event(), Request)

@@ -608,6 +608,43 @@ def test_head_caches_stay_bounded_and_keep_caching_new_heads():
     assert head_cache_info().misses == before + 1
 
 
+def test_a_header_line_that_changes_each_time_is_validated_each_time_beside_cached_ones():
+    stable = [("Content-Type", "text/plain"), ("Vary", "Cookie")]
+    for i in range(3):
+        raw, _, _ = build(headers=stable + [("Set-Cookie", f"s={i}")])
+        assert field(raw, b"set-cookie") == f"s={i}".encode() and field(raw, b"vary") == b"Cookie"
+    with pytest.raises(LocalProtocolError, match="CR, LF or NUL"):
+        build(headers=stable + [("Set-Cookie", "s=3\r\nX-Injected: 1")])
+
+
+def test_header_lines_are_cached_one_by_one_and_bounded():
+    from lichen.http.response import head_cache_info
+
+    cap = head_cache_info().maxsize
+    for i in range(2 * cap + 10):
+        build(headers=[("Content-Type", "text/plain"), ("ETag", f'"{i}"')])
+    assert 0 < head_cache_info().lines <= cap
+
+
+def test_a_full_cache_drops_its_oldest_eighth_at_once():
+    from lichen.http.response import _CACHE_MAX, _remember
+
+    cache: dict = {}
+    for i in range(_CACHE_MAX):
+        _remember(cache, i, i, 1)
+    _remember(cache, "new", 0, 1)
+    assert len(cache) == _CACHE_MAX - _CACHE_MAX // 8 + 1
+    assert "new" in cache and _CACHE_MAX - 1 in cache and 0 not in cache
+
+
+def test_a_declared_whole_response_needs_the_apps_own_content_length():
+    kw = dict(http_version="1.1", method="GET", keep_alive=True, date=DATE, server=b"lichen", declared=True)
+    data, code, keep, head_len = build_whole_response("200 OK", [("Content-Length", "5")], b"hello", **kw)
+    assert data[head_len:] == b"hello" and field(data[:head_len], b"content-length") == b"5"
+    assert build_whole_response("200 OK", [], b"hello", **kw) is None  # may be the first of many pieces
+    assert build_whole_response("200 OK", [("Content-Length", "9")], b"hello", **kw) is None
+
+
 def test_a_huge_head_is_not_cached():
     from lichen.http.response import head_cache_info
 

@@ -38,13 +38,16 @@ LAYERS: dict[str, set[str]] = {
     "lichen.settings": set(),
     "lichen.listeners": set(),
     "lichen.process": set(),
-    "lichen.apploader": set(),
+    "lichen.hooks": set(),
+    "lichen.compat": set(),
+    "lichen.apploader": {"lichen.demo"},
     "lichen.demo": set(),
     "lichen.channel": set(),
+    "lichen.fdlimit": set(),
     # Transport.
     "lichen.preamble": {"lichen.proxy"},
     "lichen.server": _CORE | {"lichen.socket", "lichen.tls", "lichen.sync", "lichen.settings", "lichen.proxy",
-                              "lichen.preamble", "lichen.channel", "lichen.listeners"},
+                              "lichen.preamble", "lichen.channel", "lichen.listeners", "lichen.fdlimit"},
     "lichen.stall": set(),
     # WebSockets: the handshake judged on lichen.http's request, frames over
     # the sockets' deadline surface (reached through the channel), no WSGI.
@@ -54,14 +57,15 @@ LAYERS: dict[str, set[str]] = {
                             "lichen.stall", "lichen.websocket", "lichen._fastpath", "lichen._fastenv",
                             "lichen._fasthead"},
     # Processes and the command line.
-    "lichen.config": {"lichen.settings", "lichen.listeners"},
-    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process",
-                       "lichen.worker"},  # (the worker only in the forked child)
-    "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.demo", "lichen.sync",
-                              "lichen.wsgi", "lichen.process"},
+    "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process",
+                      "lichen.apploader"},
+    "lichen.arbiter": {"lichen.config", "lichen.settings", "lichen.listeners", "lichen.process", "lichen.hooks",
+                       "lichen.apploader", "lichen.fdlimit", "lichen.worker"},  # (the worker only in the forked child)
+    "lichen.worker": _CORE | {"lichen.config", "lichen.settings", "lichen.apploader", "lichen.sync", "lichen.wsgi",
+                              "lichen.process", "lichen.hooks", "lichen.tls"},
     "lichen.cli": {"lichen.config", "lichen.settings", "lichen.arbiter", "lichen.process"},
     "lichen.embed": _CORE | {"lichen.wsgi"},
-    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.tls"},
+    "lichen.gunicorn": _CORE | {"lichen.wsgi", "lichen.tls", "lichen.hooks"},
 }
 
 # Underscore names the standard library documents as public API.

@@ -23,12 +23,26 @@ from lichen.process import reopen_log_files
     ("tcp:8080", (socket.AF_INET, ("", 8080))),
     ("tcp:8080:interface=127.0.0.1", (socket.AF_INET, ("127.0.0.1", 8080))),
     (r"tcp:8080:backlog=50:interface=\:\:1", (socket.AF_INET6, ("::1", 8080))),
+    # As gunicorn reads them: a host alone is port 8000, ':port' every interface.
+    ("localhost", (socket.AF_INET, ("localhost", 8000))),
+    ("localhost:9000", (socket.AF_INET, ("localhost", 9000))),
+    (":5000", (socket.AF_INET, ("", 5000))),
+    ("", (socket.AF_INET, ("", 8000))),
+    ("tcp://127.0.0.1:5000", (socket.AF_INET, ("127.0.0.1", 5000))),
+    ("tcp://:5000", (socket.AF_INET, ("", 5000))),
+    ("[::]:8000", (socket.AF_INET6, ("::", 8000))),
+    ("[::1]", (socket.AF_INET6, ("::1", 8000))),
+    ("unix:///run/x.sock", (socket.AF_UNIX, "/run/x.sock")),
+    ("unix://x.sock", (socket.AF_UNIX, "x.sock")),
+    ("8080", (socket.AF_INET, ("", 8080))),  # twistd's --port 8080
 ])
 def test_parse_bind_reads_every_spelling(spec, expected):
     assert parse_bind(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["nonsense", "fd://", "fd://x", "fd://-1", "tcp:", "tcp:http", "unix:", ":99999"])
+@pytest.mark.parametrize("spec", ["fd://", "fd://x", "fd://-1", "tcp:", "tcp:http", "unix:", ":99999",
+                                  "127.0.0.1:notaport", "localhost:", "[::1", "[::1]:x", "[::1]8000", "::1:8000",
+                                  "tcp://host:port", "some host:80", "/path/to.sock"])
 def test_parse_bind_rejects_a_bad_spelling_naming_it(spec):
     with pytest.raises(ValueError, match="listener"):
         parse_bind(spec)
@@ -62,6 +76,40 @@ def test_open_listeners_closes_what_it_bound_and_names_the_failing_address(tmp_p
     busy.close()
     # The unix socket bound first was closed: binding it again finds it stale, not busy.
     bind(f"unix:{path}", 16).close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_bind_on_every_ipv6_interface_takes_ipv4_too_as_under_gunicorn():
+    port = _free_port()
+    socks = open_listeners([f"[::]:{port}"], 16, environ={})
+    try:
+        assert _connects("127.0.0.1", port) and _connects("::1", port)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_ipv4_and_ipv6_wildcards_on_one_port_bind_side_by_side():
+    port = _free_port()
+    socks = open_listeners([f"0.0.0.0:{port}", f"[::]:{port}"], 16, environ={})
+    try:
+        assert len(socks) == 2 and _connects("127.0.0.1", port) and _connects("::1", port)
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_open_listeners_takes_a_parent_masters_sockets_and_forgets_the_variable():

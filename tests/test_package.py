@@ -26,6 +26,7 @@ INIT = os.path.join(ROOT, "src", "lichen", "__init__.py")
 # Each public name and the module that defines it.
 HOMES = {
     "WSGIServer": "lichen.wsgi",
+    "WSGIHandler": "lichen.wsgi",
     "StreamServer": "lichen.server",
     "Settings": "lichen.settings",
     "blocking": "lichen.wsgi.offload",

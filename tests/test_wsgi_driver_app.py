@@ -22,6 +22,7 @@ from wsgiref.validate import validator
 import pytest
 
 from fake_transport import harness
+from lichen.settings import Settings
 from lichen.wsgi import WSGIServer
 from wsgi_helpers import (Body, data_file, endless_app, file_app, get, hello_app, logs,  # noqa: F401 (fixtures)
                           records)
@@ -254,6 +255,33 @@ def test_an_exact_content_length_keeps_the_connection():
     assert h.parked
 
 
+def test_an_iterables_one_item_that_is_its_declared_body_goes_out_whole_in_one_send():
+    from lichen.http import response as http_response
+
+    http_response._WHOLE.clear()
+    h = harness(cl_app(6, [b"abcdef"]))
+    h.serve(get("/gen"))  # the first time a head is prepared, the next time cached whole
+    sent_before = len(h.sock.sends)
+    [gen] = h.responses(get("/gen"))
+    assert len(h.sock.sends) == sent_before + 1 and h.parked
+    assert [key[:8] for key in http_response._WHOLE][-1][5:] == (6, b"lichen", True)  # (length, server, declared)
+    [lst] = harness(cl_app(6, [b"abcdef"])).responses(get("/list"))
+    assert (gen.status, gen.headers, gen.body) == (lst.status, lst.headers, lst.body)
+
+
+def test_items_after_an_iterables_complete_first_item_are_not_sent_and_close_the_connection():
+    h = harness(cl_app(4, [b"0123", b"456"]))
+    assert [r.body for r in h.responses(get("/gen") + get("/gen"))] == [b"0123"]
+    assert h.closed
+
+
+def test_a_head_response_from_an_iterable_of_several_items_keeps_the_connection():
+    h = harness(cl_app(6, [b"abc", b"def"]))
+    rs = h.responses(b"HEAD /gen HTTP/1.1\r\nHost: x\r\n\r\n", methods=["HEAD"])
+    assert [(r.status, r.body, r.header("content-length")) for r in rs] == [(200, b"", "6")]
+    assert h.parked
+
+
 def test_conflicting_app_content_lengths_are_500(logs):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "3")])
@@ -436,12 +464,17 @@ ACCESS_DEFAULT = re.compile(
     r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /p\?q=1 HTTP/1\.1" 200 8 "ref" "ua/1"$')
 
 
+ACCESS = logging.getLogger("lichen.access")
+
+
 def access_lines(caplog):
     return [r.getMessage() for r in caplog.records if r.name == "lichen.access"]
 
 
 def test_the_access_log_writes_one_line_per_request(logs):
-    harness(hello_app, log="default").serve(get("/p?q=1", extra="Referer: ref\r\nUser-Agent: ua/1\r\n") * 3)
+    # (Given lichen's settings, the line is access_log_format's, by default gunicorn's.)
+    h = harness(hello_app, log=ACCESS, settings=Settings())
+    h.serve(get("/p?q=1", extra="Referer: ref\r\nUser-Agent: ua/1\r\n") * 3)
     lines = access_lines(logs)
     assert len(lines) == 3
     assert all(ACCESS_DEFAULT.match(line) for line in lines), lines
@@ -449,7 +482,7 @@ def test_the_access_log_writes_one_line_per_request(logs):
 
 def test_the_access_log_format_takes_gunicorns_atoms(logs):
     fmt = '%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%({x-req}i)s|%({content-type}o)s|%(h)s|%(p)s|%(D)s'
-    harness(hello_app, log="default", access_log_format=fmt).serve(get("/path?a=b", extra="X-Req: abc\r\n"))
+    harness(hello_app, log=ACCESS, access_log_format=fmt).serve(get("/path?a=b", extra="X-Req: abc\r\n"))
     [line] = access_lines(logs)
     parts = line.split("|")
     assert parts[:10] == ["GET", "/path", "a=b", "HTTP/1.1", "200", "11", "11", "abc", "text/plain", "127.0.0.1"]
@@ -460,7 +493,7 @@ def test_the_access_log_records_server_errors(logs):
     def app(environ, start_response):
         raise ValueError
 
-    harness(app, log="default", access_log_format="%(s)s %(r)s").serve(get("/x"))
+    harness(app, log=ACCESS, access_log_format="%(s)s %(r)s").serve(get("/x"))
     assert access_lines(logs) == ["500 GET /x HTTP/1.1"]
 
 
@@ -470,7 +503,7 @@ def test_the_access_log_records_the_status_of_a_body_rejected_while_the_app_read
         start_response("200 OK", [])
         return [b""]
 
-    h = harness(app, log="default", max_body=10, access_log_format="%(s)s")
+    h = harness(app, log=ACCESS, max_body=10, access_log_format="%(s)s")
     [r] = h.responses(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" + b"x" * 32
                       + b"\r\n0\r\n\r\n")
     assert r.status == 413
@@ -490,8 +523,8 @@ def test_the_access_log_can_go_to_a_file_like_object():
 
 def test_the_access_log_escapes_what_the_client_sent_so_a_line_cannot_be_forged(logs):
     ua = 'ua" 200 1 "-" "evil\\'
-    harness(hello_app, log="default").serve(b"GET /p%22%0A HTTP/1.1\r\nHost: x\r\nReferer: r\xe9f\x85\r\n"
-                                            b"User-Agent: " + ua.encode() + b"\r\n\r\n")
+    h = harness(hello_app, log=ACCESS, settings=Settings())
+    h.serve(b"GET /p%22%0A HTTP/1.1\r\nHost: x\r\nReferer: r\xe9f\x85\r\nUser-Agent: " + ua.encode() + b"\r\n\r\n")
     [line] = access_lines(logs)
     assert line.endswith(r' "GET /p%22%0A HTTP/1.1" 200 10 "r\xE9f\x85" "ua\x22 200 1 \x22-\x22 \x22evil\x5C"')
 

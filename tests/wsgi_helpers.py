@@ -64,7 +64,11 @@ class ServerThread:
         try:
             self.hub = lhub.get_hub()
             self._stop_request = Event()
-            self.server = WSGIServer(self.listener, self.app, **self.kwargs)
+            # The logs are lichen's loggers (caplog sees them), not the
+            # library's default sys.stderr, unless a test says otherwise.
+            kwargs = {"log": logging.getLogger("lichen.access"), "error_log": logging.getLogger("lichen.error"),
+                      **self.kwargs}
+            self.server = WSGIServer(self.listener, self.app, **kwargs)
             self.server.start()
             self.address = self.server.address
         except BaseException as e:  # reported to the test thread

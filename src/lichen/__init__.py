@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 # (setuptools' dynamic version) and `lichen --version` prints it.
 __version__ = "0.1.0"
 
-__all__ = ["WSGIServer", "StreamServer", "Settings", "blocking", "serve_in_thread", "spawn", "sleep", "Timeout",
-           "__version__"]
+__all__ = ["WSGIServer", "WSGIHandler", "StreamServer", "Settings", "blocking", "serve_in_thread", "spawn", "sleep",
+           "Timeout", "__version__"]
 
 # Each public name and the module it lives in. They are imported on first use:
 # `import lichen` or `import lichen.http` must not load the event loop.
 _LAZY = {
     "WSGIServer": "lichen.wsgi",
+    "WSGIHandler": "lichen.wsgi",  # (with WSGIServer: gevent.pywsgi's two names)
     "StreamServer": "lichen.server",
     "Settings": "lichen.settings",
     "blocking": "lichen.wsgi.offload",
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # the same names, spelled out for type checkers and IDEs
     from lichen.hub import Timeout, sleep, spawn
     from lichen.server import StreamServer
     from lichen.settings import Settings
-    from lichen.wsgi import WSGIServer
+    from lichen.wsgi import WSGIHandler, WSGIServer
     from lichen.wsgi.offload import blocking
 
 

@@ -9,9 +9,15 @@
 # blocked longer than --timeout is killed and replaced. Signals follow
 # gunicorn: TERM graceful, INT/QUIT fast, HUP reload, USR1 reopen logs, USR2
 # re-exec a new master on the same sockets, TTIN/TTOU add/remove a worker.
+# gunicorn's server hooks are called where gunicorn calls them, with this
+# object as `server` (pid, cfg, settings, log, num_workers, LISTENERS,
+# WORKERS). A start that fails (the app under --preload, a port, the pid
+# file, on_starting/when_ready, a worker that cannot boot) leaves its one-
+# line reason in `failure` and run() returns 1: the command prints it.
 # The master never loads the hub or libev: its imports (lichen.config,
-# lichen.listeners, lichen.process) need only the standard library, and
-# lichen.worker is imported in the forked child alone.
+# lichen.listeners, lichen.process, lichen.hooks, lichen.apploader) need only
+# the standard library, and lichen.worker is imported in the forked child
+# alone.
 from __future__ import annotations
 
 import logging
@@ -23,90 +29,183 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from lichen.apploader import AppLoadError, load_configured
 from lichen.config import Config, ConfigError
+from lichen.fdlimit import raise_nofile_limit
+from lichen.hooks import HookError
 from lichen.listeners import ListenError, open_listeners
-from lichen.process import WORKER_BOOT_ERROR, WORKER_RELOAD, flush_logs, reopen_log_files, sd_notify
+from lichen.process import (SIGNALS, WORKER_BOOT_ERROR, WORKER_RELOAD, Detached, Worker, apply_env, boot_state,
+                            flush_logs, reopen_log_files, sd_notify, set_process_name)
 from lichen.settings import CommandSettings
 
 __all__ = ["Arbiter"]
 
 log = logging.getLogger("lichen.error")
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-            signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
-
-@dataclass
-class WorkerInfo:
-    pid: int
-    age: int
-    generation: int
-    heartbeat: Any  # tempfile the worker touches
-    born: float
-    booted: bool = False
-    retiring: bool = False
+class StartError(Exception):
+    """The master cannot start; str() is the one-line reason."""
 
 
 class Arbiter:
-    """Supervise `cfg.workers` worker processes serving `cfg.app`."""
+    """Supervise `cfg.workers` worker processes serving `cfg.app`. To hooks
+    this is gunicorn's `server`: pid, cfg, settings, log, num_workers
+    (setting it calls nworkers_changed), LISTENERS, WORKERS."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, detached: Detached | None = None) -> None:
         self.cfg = cfg
-        self.workers: dict[int, WorkerInfo] = {}
+        self.workers: dict[int, Worker] = {}
         self.sockets: list[socket.socket] = []
         self.generation = 0
         self.age = 0
         self.target = cfg.settings.workers
+        self._num_workers_told: int | None = None
         self._signals: list[int] = []
         self._pipe: tuple[int, int] | None = None
         self._fail_times: list[float] = []
         self._stopping = False
         self.exit_code = 0
         self.reexec_pid = 0
+        self.preloaded: Any = None  # the app, when --preload loaded it here
+        self.failure: str | None = None
+        self.detached = detached
+        self._announced = False
+        self.log = log
+        self.pid = os.getpid()  # the master's, in its workers too (hooks' server.pid)
 
     @property
     def settings(self) -> CommandSettings:
         """The settings in force (HUP may read new ones)."""
         return self.cfg.settings
 
+    @property
+    def num_workers(self) -> int:
+        """How many workers the master keeps (TTIN/TTOU and HUP change it)."""
+        return self.target
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old, self.target = self._num_workers_told, value
+        if old != value:
+            self._num_workers_told = value
+            self.cfg.hooks.run("nworkers_changed", self, value, old)
+
+    @property
+    def LISTENERS(self) -> list[socket.socket]:  # noqa: N802 - gunicorn's name
+        """The listening sockets."""
+        return self.sockets
+
+    @property
+    def WORKERS(self) -> dict[int, Worker]:  # noqa: N802 - gunicorn's name
+        """The running workers by PID."""
+        return self.workers
+
     # Setup ----------------------------------------------------------------
     def run(self) -> int:
+        """Start, supervise until told to stop; the exit status (1 with
+        `failure` set when the start failed)."""
         # Signals first: a TERM that arrives as soon as the port answers must
         # be a graceful stop, not the default action.
         self._install_signals()
-        st = self.settings
         try:
-            self.sockets = open_listeners(st.bind, st.backlog, st.reuse_port, st.umask)
-        except ListenError as e:
-            raise SystemExit(f"lichen: {e}") from None
-        for sock in self.sockets:
-            addr = sock.getsockname()
-            where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else f"unix:{addr}"
-            log.info("lichen master %d listening on %s", os.getpid(), where)
-        self._write_pidfile()
-        try:
-            self.spawn_missing()
-            sd_notify("READY=1\nSTATUS=serving")
-            self._loop()
+            try:
+                self._start()
+            except StartError as e:
+                self._fail(str(e))
+            else:
+                self.spawn_missing()
+                sd_notify("READY=1\nSTATUS=serving")
+                self._loop()
         finally:
             self._cleanup()
+            self.cfg.hooks.run("on_exit", self)
         return self.exit_code
+
+    def _start(self) -> None:
+        """Everything before the first workers, in gunicorn's order; raises StartError."""
+        st = self.settings
+        set_process_name(st.proc_name)
+        apply_env(st.raw_env)
+        self.num_workers = st.workers  # nworkers_changed(server, N, None), as gunicorn's first call
+        if st.raise_fd_limit:
+            raise_nofile_limit()  # once here, so the workers inherit it and log nothing
+        try:
+            if st.preload_app:
+                self.preloaded = self._preload()
+            self._write_pidfile()
+            self.cfg.hooks.run("on_starting", self, fatal=True)
+            try:
+                self.sockets = open_listeners(st.bind, st.backlog, st.reuse_port, st.umask)
+            except ListenError as e:
+                raise StartError(str(e)) from None
+            self.cfg.hooks.run("when_ready", self, fatal=True)
+        except HookError as e:
+            if e.__cause__ is not None:
+                log.debug("hook traceback", exc_info=e.__cause__)
+            raise StartError(str(e)) from None
+
+    def _preload(self) -> Any:
+        try:
+            return load_configured(self.settings)
+        except AppLoadError as e:
+            if e.__cause__ is not None:
+                log.debug("the application failed to load", exc_info=e.__cause__)
+            raise StartError(f"cannot load the application: {e}") from None
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+        self.exit_code = 1
 
     def _write_pidfile(self) -> None:
         path = self.settings.pidfile
         if path:
-            with open(path, "w") as f:
-                f.write(f"{os.getpid()}\n")
+            try:
+                with open(path, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as e:
+                raise StartError(f"--pid: cannot write {path!r}: {e.strerror or e}") from None
+
+    def check(self) -> int:
+        """--check-config: boot one worker that does not serve (no hooks run,
+        nothing is bound); 0 when it could, else 1 with `failure` set."""
+        apply_env(self.settings.raw_env)
+        try:
+            if self.settings.preload_app:
+                self.preloaded = self._preload()
+        except StartError as e:
+            self._fail(str(e))
+            return 1
+        worker = Worker(0, 0, tempfile.TemporaryFile(prefix="lichen-check-"), self.cfg)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                from lichen.worker import check_worker
+
+                worker.pid = os.getpid()
+                code = check_worker(self, worker)
+            except BaseException:
+                log.exception("the check crashed")
+            finally:
+                flush_logs()
+                os._exit(code)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        reason = boot_state(worker.tmp)[1]
+        worker.tmp.close()
+        if code != 0:
+            self._fail(reason or f"the check failed (exit status {code})")
+            return 1
+        return 0
 
     def _install_signals(self) -> None:
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
         self._pipe = (r, w)
-        for sig in _SIGNALS:
+        for sig in SIGNALS:
             signal.signal(sig, self._on_signal)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
@@ -119,7 +218,8 @@ class Arbiter:
         assert self._pipe is not None
         while True:
             try:
-                select.select([self._pipe[0]], [], [], 1.0)
+                # Quicker while the first workers boot, to announce them soon.
+                select.select([self._pipe[0]], [], [], 1.0 if self._announced else 0.1)
             except InterruptedError:
                 pass
             try:
@@ -137,6 +237,27 @@ class Arbiter:
             self.check_heartbeats()
             self.retire_old_generation()
             self.spawn_missing()
+            self._report_ready()
+
+    def _report_ready(self) -> None:
+        """Once the first workers serve: say where we listen (not before, so
+        that a start whose workers cannot boot prints only why) and let the
+        command that started a daemon exit."""
+        if self._announced:
+            return
+        current = [w for w in self.workers.values() if w.generation == self.generation and not w.retiring]
+        if len(current) < self.target or not all(w.booted for w in current):
+            return
+        self._announced = True
+        for sock in self.sockets:
+            addr = sock.getsockname()
+            if isinstance(addr, tuple):
+                where = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+            else:
+                where = f"unix:{addr}"
+            log.info("lichen master %d listening on %s", os.getpid(), where)
+        if self.detached is not None:
+            self.detached.ready()
 
     def _handle_signal(self, sig: int) -> bool:
         """Returns True when the master must stop."""
@@ -158,11 +279,11 @@ class Arbiter:
         elif sig == signal.SIGUSR2:
             self.reexec()
         elif sig == signal.SIGTTIN:
-            self.target += 1
+            self.num_workers += 1
             log.info("SIGTTIN: workers -> %d", self.target)
         elif sig == signal.SIGTTOU:
             if self.target > 1:
-                self.target -= 1
+                self.num_workers -= 1
                 log.info("SIGTTOU: workers -> %d", self.target)
                 self._retire_extra()
         return False
@@ -188,36 +309,46 @@ class Arbiter:
         max_requests = self.settings.max_requests
         if max_requests and self.settings.max_requests_jitter:
             max_requests += random.randint(0, self.settings.max_requests_jitter)
+        worker = Worker(self.age, self.generation, hb, self.cfg, max_requests)
+        self.cfg.hooks.run("pre_fork", self, worker)
         # Signals stay blocked across fork: in the child, until its handlers
-        # are reset, the master's handler would swallow a TERM meant for it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        # are reset, the master's handler would swallow a TERM meant for it;
+        # the worker unblocks them once it has handlers of its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             pid = os.fork()
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             raise
         if pid:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            self.workers[pid] = WorkerInfo(pid, self.age, self.generation, hb, time.monotonic())
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            worker.pid = pid
+            self.workers[pid] = worker
             return
         # Child: never return into the master's code.
         code = 1
         try:
             from lichen.worker import run_worker
 
-            for sig in _SIGNALS:
+            worker.pid = os.getpid()
+            for sig in SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # a pending TERM now ends us
             assert self._pipe is not None
             for fd in self._pipe:
                 os.close(fd)
-            code = run_worker(self.cfg, self.sockets, hb, self.age, max_requests)
+            if self.detached is not None:
+                self.detached.close()
+            code = run_worker(self, worker)
         except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
+            # The exit codes a worker returns mean something to the master:
+            # an app's sys.exit(3) must not read as one of them.
+            code = 0 if e.code in (None, 0) else 1
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
         finally:
+            worker.alive = False
+            self.cfg.hooks.run("worker_exit", self, worker)
             flush_logs()
             os._exit(code)
 
@@ -235,11 +366,13 @@ class Arbiter:
             info = self.workers.pop(pid, None)
             if info is None:
                 continue
-            info.heartbeat.close()
+            info.alive = False
+            reason = boot_state(info.tmp)[1]
+            info.tmp.close()
+            self.cfg.hooks.run("child_exit", self, info)
             code = os.waitstatus_to_exitcode(status)
             if code == WORKER_BOOT_ERROR and not self._stopping:
-                log.error("worker %d could not load the application; stopping", pid)
-                self.exit_code = 1
+                self._fail(reason or f"worker {pid} could not boot")
                 self.stop(graceful=False)
                 return
             if code == WORKER_RELOAD:
@@ -259,17 +392,24 @@ class Arbiter:
         now = time.time()
         for info in list(self.workers.values()):
             try:
-                mtime = os.fstat(info.heartbeat.fileno()).st_mtime
+                mtime = os.fstat(info.tmp.fileno()).st_mtime
             except (OSError, ValueError):
                 continue
-            if not info.booted and _touched(info):
+            if not info.booted and boot_state(info.tmp)[0]:
                 info.booted = True
-            if not timeout or not info.booted:
+            if info.aborted and now - info.aborted > 2.0:
+                self._kill(info.pid, signal.SIGKILL)  # worker_abort had its chance
+                continue
+            if not timeout or not info.booted or info.aborted:
                 continue
             if now - mtime > timeout:
                 log.error("worker %d: event loop blocked for more than %.0f s; killing it", info.pid, timeout)
-                self._kill(info.pid, signal.SIGKILL)
                 info.retiring = False  # replace it
+                if "worker_abort" in self.cfg.hooks:
+                    info.aborted = now
+                    self._kill(info.pid, signal.SIGABRT)
+                else:
+                    self._kill(info.pid, signal.SIGKILL)
 
     def retire_old_generation(self) -> None:
         new = [w for w in self.workers.values() if w.generation == self.generation]
@@ -290,6 +430,7 @@ class Arbiter:
 
     def reload(self) -> None:
         log.info("SIGHUP: reloading (new workers first, then the old ones retire)")
+        self.cfg.hooks.run("on_reload", self)
         if self.cfg.config_file:
             # Read every source again, so the command line still wins over the file.
             try:
@@ -297,10 +438,13 @@ class Arbiter:
             except ConfigError as e:
                 log.error("config reload failed, keeping the old configuration: %s", e)
             else:
+                for level, message in cfg.notes:
+                    log.log(level, message)
                 if cfg.settings.bind != self.settings.bind:
                     log.warning("SIGHUP: bind changed; the listeners stay as they are until a restart or USR2")
                 self.cfg = cfg
-                self.target = cfg.settings.workers
+                apply_env(cfg.settings.raw_env)
+                self.num_workers = cfg.settings.workers
         self.generation += 1
         self.spawn_missing()
 
@@ -315,6 +459,7 @@ class Arbiter:
             fds.append(str(s.fileno()))
         pid = os.fork()
         if pid == 0:
+            self.cfg.hooks.run("pre_exec", self)
             env = dict(os.environ, LICHEN_FDS=",".join(fds))
             env.pop("LISTEN_FDS", None)
             try:
@@ -362,7 +507,8 @@ class Arbiter:
                     break
                 info = self.workers.pop(pid, None)
                 if info is not None:
-                    info.heartbeat.close()
+                    info.tmp.close()
+                    self.cfg.hooks.run("child_exit", self, info)
 
     def _cleanup(self) -> None:
         signal.set_wakeup_fd(-1)
@@ -388,10 +534,3 @@ class Arbiter:
             except OSError:
                 pass
 
-
-def _touched(info: WorkerInfo) -> bool:
-    """A worker marks itself booted by writing one byte to its heartbeat."""
-    try:
-        return os.fstat(info.heartbeat.fileno()).st_size > 0
-    except OSError:
-        return False

@@ -9,7 +9,11 @@
 # user configured in gunicorn is translated once, by `server_options`, into
 # lichen's settings: the access log (gunicorn's logger and format), trusted
 # proxies, the PROXY protocol, the request limits, worker_connections, TLS
-# (client certificates included) and the pre_request/post_request hooks.
+# (client certificates included). gunicorn's pre_request/post_request hooks
+# run around each request through the middleware the `lichen` command uses
+# for a gunicorn.conf.py's hooks (lichen.hooks), with this worker as
+# `worker`; only hooks the user set, so a plain config pays nothing and
+# keeps the sendfile path for file responses.
 from __future__ import annotations
 
 import os
@@ -17,9 +21,12 @@ from typing import Any, Callable
 
 from gunicorn.workers.base import Worker as _GunicornWorker
 
+from lichen.hooks import Hooks, request_hooks
 from lichen.hub import sleep
 
-__all__ = ["Worker", "server_options"]
+__all__ = ["Worker", "server_options", "request_hook_functions"]
+
+_REQUEST_HOOKS = ("pre_request", "post_request")
 
 
 def _listed(value: Any) -> str:
@@ -64,6 +71,19 @@ def server_options(cfg: Any, log: Any) -> dict[str, Any]:
     return options
 
 
+def request_hook_functions(cfg: Any) -> dict[str, Callable[..., Any]]:
+    """The pre_request/post_request hooks a gunicorn Config (`cfg`) holds
+    that are not gunicorn's defaults (its pre_request only logs the request
+    line at debug level), as gunicorn calls them: post_request with four
+    arguments whatever its own arity (gunicorn's validator adapts it)."""
+    found = {}
+    for name in _REQUEST_HOOKS:
+        setting = cfg.settings[name]
+        if setting.get() is not setting.default:
+            found[name] = setting.get()
+    return found
+
+
 class Worker(_GunicornWorker):
     """gunicorn worker running lichen's WSGI server."""
 
@@ -89,6 +109,8 @@ class Worker(_GunicornWorker):
             server.stop(float(self.cfg.graceful_timeout))
 
     def hooked(self, app: Callable[..., Any]) -> Callable[..., Any]:
-        """`app` with gunicorn's pre_request/post_request hooks around each
-        request (replaced by the lichen command's hook middleware)."""
-        return app
+        """`app` with gunicorn's pre_request(worker, req) before each
+        request and post_request(worker, req, environ, resp) once its
+        response is closed; `app` itself when neither is set. A hook that
+        raises is logged to gunicorn's error log and the request goes on."""
+        return request_hooks(app, Hooks(request_hook_functions(self.cfg), self.log), self)

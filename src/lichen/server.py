@@ -13,7 +13,11 @@
 # loop iteration go to one worker greenlet in turn (lichen.hub's work queue),
 # so a busy server switches once per iteration, not once per request. The
 # idle sweep is one timer over a dict kept in idle order. gevent's style,
-# `handle(sock, address)` run to the end in a greenlet, is a protocol too.
+# `handle(sock, address)` run to the end in a greenlet, is a protocol too,
+# and so is the rest of gevent's server surface: **ssl_args, spawn as an int
+# or a pool (its size is the cap), stop_timeout, start_accepting/
+# stop_accepting (the accept loop waits at a gate; the listeners stay open),
+# and start() again after stop() (on the same address).
 from __future__ import annotations
 
 import errno
@@ -26,13 +30,15 @@ from typing import Any, Callable
 
 from lichen import socket as lsocket
 from lichen.channel import Channel
+from lichen.fdlimit import connection_cap, nofile_limit, raise_nofile_limit
 from lichen.hub import Greenlet, GreenletExit, WorkQueue, getcurrent, get_hub, sleep, spawn, throw_if_alive
-from lichen.listeners import make_listener, parse_address  # (re-exported: they lived here)
+from lichen.listeners import make_listener, parse_address, rebind_spec  # (the first two re-exported: they lived here)
 from lichen.loop import Timer
 from lichen.preamble import read_proxy_header
 from lichen.proxy import AllowList, ProxyProtocolError
 from lichen.settings import Settings, build
-from lichen.sync import Event, Pool
+from lichen.sync import Event
+from lichen.tls import SSL_ARGS, context_from_ssl_args
 
 __all__ = ["StreamServer", "Channel", "parse_address", "make_listener", "RECV_SIZE"]
 
@@ -57,36 +63,43 @@ class StreamServer:
     or a list of those. Without a protocol of its own the server runs
     `handle(sock, address)` (pass `handle=` or override it) to the end for
     each connection, in a greenlet, with a cooperative socket, as gevent's
-    StreamServer does. `spawn` is 'default' (capped by the `max_connections`
-    setting), a `Pool`, or an int: the cap."""
+    StreamServer does.
+
+    `spawn` caps the connections served at once: an int; an object with a
+    `spawn` method (a gevent-style pool such as lichen.sync.Pool: its `size`
+    is the cap, and `pool` is that object; connections are not run in it);
+    'default', None or a spawning function: the `max_connections` setting.
+    gevent's `**ssl_args` (ssl_context, or certfile with keyfile, ca_certs,
+    cert_reqs, ssl_version, ciphers; see lichen.tls.context_from_ssl_args)
+    make it a TLS server; every other keyword is a setting
+    (`lichen.settings.Settings`), or `settings=` gives them all."""
+
+    #: gevent's: how long stop() without a timeout lets connections finish.
+    #: A server given lichen's graceful_timeout (as a keyword, or in
+    #: `settings=` as the lichen command gives it) uses that instead.
+    stop_timeout: float = 1.0
 
     def __init__(self, listener: Any, handle: Callable[..., Any] | None = None, backlog: int | None = None,
-                 spawn: Any = "default", *, ssl_context: _ssl.SSLContext | None = None,
-                 settings: Settings | None = None, **kwargs: Any) -> None:
-        certfile = kwargs.pop("certfile", None)
-        keyfile = kwargs.pop("keyfile", None)
+                 spawn: Any = "default", *, settings: Settings | None = None, **kwargs: Any) -> None:
+        # gevent's TLS keywords are taken out first: never mistaken for settings.
+        ssl_args = {k: kwargs.pop(k) for k in SSL_ARGS & kwargs.keys()}
         changes = dict(kwargs)
         if backlog is not None:
             changes["backlog"] = backlog
-        if isinstance(spawn, Pool):
-            if spawn.size is not None:
-                changes.setdefault("max_connections", spawn.size)
-        elif isinstance(spawn, int) and not isinstance(spawn, bool):
-            changes.setdefault("max_connections", spawn)
-        elif spawn not in ("default", None):
-            raise TypeError(f"spawn must be 'default', a Pool or an int, not {spawn!r}")
+        cap, self.pool = _spawn_cap(spawn, self)
+        if cap is not None:
+            changes.setdefault("max_connections", cap)
         self.settings = build(settings, **changes)
+        if settings is not None or "graceful_timeout" in kwargs:
+            self.stop_timeout = self.settings.graceful_timeout
         if handle is not None:
             self.handle = handle  # type: ignore[method-assign]
-        if ssl_context is None and certfile:
-            from lichen.tls import server_context
-
-            ssl_context = server_context(certfile, keyfile)
-        self.ssl_context = ssl_context
+        self.ssl_context: _ssl.SSLContext | None = context_from_ssl_args(ssl_args)
         st = self.settings
         self.proxy_allow = AllowList(st.proxy_allow_ips) if st.proxy_protocol else None
         self.protocol: Callable[[Channel], None] = self._run_handle
         self._listener_specs = listener if isinstance(listener, list) else [listener]
+        self._last_address: Any = None  # where the first listener was, once stopped
         self.sockets: list[_stdlib.socket] = []
         self._acceptors: list[Greenlet] = []
         self._lsocks: list[lsocket.socket] = []
@@ -102,11 +115,17 @@ class StreamServer:
         self.ready: Callable[[Channel], None] = self._queue.put
         self._sweeper: Timer | None = None
         self._slot_free = Event()
+        self._accepting = Event()  # the gate of the accept loops (stop_accepting clears it)
         self._drained = Event()
-        self._stopped_event = Event()
+        self._stopped_event = Event()  # set by close(): serve_forever() returns
+        self._stop_done = Event()
+        self._draining = False  # a stop() is waiting for connections
+        self._stopped = False  # stop() has finished (start() may start again)
         self.started = False
-        self.closed = False
         self.stopping = False
+        # Connections served at once: max_connections, or what the file
+        # descriptor limit allows (decided when the server starts).
+        self.connection_cap = self.settings.max_connections or connection_cap(nofile_limit())
 
     # Lifecycle ------------------------------------------------------------
     def init_socket(self) -> None:
@@ -126,14 +145,22 @@ class StreamServer:
         self.sockets = socks
 
     def start(self) -> None:
-        """Bind and start accepting in the background (returns at once)."""
+        """Bind and start accepting in the background (returns at once). A
+        stopped server starts again on the address it had."""
         if self.started:
             return
-        if self.closed:
-            raise RuntimeError("this server was closed; create a new one")
+        if self._draining:  # (a stop() in progress ends first)
+            self._stop_done.wait()
+        if self._stopped:  # a fresh work queue: stop() closed the old one
+            self._queue = WorkQueue(self._serve)
+            self.ready = self._queue.put
+            self._stopped = False
+        self.stopping = False  # (after close() alone, the connections and the queue are still ours)
         self.init_socket()
+        self.connection_cap = self._connection_cap()
         self.started = True
         self._stopped_event.clear()
+        self._accepting.set()
         defer = getattr(_stdlib, "TCP_DEFER_ACCEPT", None)
         for sock in self.sockets:
             if defer is not None and self.settings.defer_accept and sock.family in (_stdlib.AF_INET,
@@ -146,39 +173,97 @@ class StreamServer:
             self._lsocks.append(lsock)
             self._acceptors.append(spawn(self._accept_loop, lsock))
         period = min(1.0, max(self.settings.keepalive_timeout / 4, 0.05))
+        if self._sweeper is not None:  # (still sweeping since a close())
+            self._sweeper.close()
         self._sweeper = Timer(self._hub.loop)
         self._sweeper.unref()  # the sweep alone must not keep the loop alive
         self._sweeper.callback = self._sweep_idle
         self._sweeper.start(period, period)
 
+    def _connection_cap(self) -> int:
+        # The file-descriptor limit decides how many connections can be open
+        # at all: raise it first (once per process), then fit the cap to it.
+        st = self.settings
+        limit = raise_nofile_limit() if st.raise_fd_limit else nofile_limit()
+        fits = connection_cap(limit)
+        if st.max_connections is None:
+            return fits
+        if st.max_connections > fits:
+            log.warning("max_connections=%d is more than the file-descriptor limit %s allows (about %d); "
+                        "accept() will fail with EMFILE before the cap is reached", st.max_connections,
+                        limit, fits)
+        return st.max_connections
+
     def serve_forever(self, stop_timeout: float | None = None) -> None:
-        """Start (if needed) and block this greenlet until stop() is called."""
+        """Start (if needed) and block this greenlet until close() or stop()
+        is called (or an exception such as KeyboardInterrupt arrives), then
+        stop, letting requests in flight finish for up to `stop_timeout`
+        seconds (default: the `stop_timeout` attribute)."""
         if not self.started:
             self.start()
         try:
             self._stopped_event.wait()
         finally:
-            if self.started:
-                self.stop(stop_timeout)
+            self.stop(stop_timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop accepting at once, close idle connections, let busy ones
-        finish for up to `timeout` seconds (default: the graceful_timeout
-        setting), then close the rest."""
-        if not self.started and self.closed:
+        """close(), then let busy connections finish for up to `timeout`
+        seconds (default: `stop_timeout`), then close the rest. Returns when
+        the server is stopped (a second caller waits for the first). Called
+        from a request (the application's greenlet), that request is not
+        waited for: it finishes after stop() returns, and its connection
+        closes."""
+        if self._stopped:
+            return
+        if self._draining:
+            self._stop_done.wait()
             return
         if timeout is None:
-            timeout = self.settings.graceful_timeout
+            timeout = self.stop_timeout
+        self._draining = True
+        self._stop_done.clear()
+        try:
+            self.close()
+            self._drain_connections(timeout)
+        finally:
+            self._draining = False
+            self._stopped = True
+            self._stop_done.set()
+
+    def close(self) -> None:
+        """Close the listeners and stop accepting, at once (gevent's
+        close()); serve_forever() wakes and stops. Idle keep-alive
+        connections are closed; requests in flight finish, and their
+        connections close after the response (stop() waits for them, up to
+        its timeout)."""
         self.stopping = True
         self._close_listeners()
         self.started = False
-        self._drain_connections(timeout)
-        self.closed = True
+        self._close_idle(keep_fresh=True)
         self._stopped_event.set()
 
-    def close(self) -> None:
-        """Stop accepting and close every connection now."""
-        self.stop(0)
+    @property
+    def closed(self) -> bool:
+        """No listener is open: not started yet (nor bound by init_socket or
+        `address`), or stopped (as gevent's `closed`)."""
+        return not self.sockets
+
+    def stop_accepting(self) -> None:
+        """Accept no more connections until start_accepting(); the listeners
+        stay open, so clients that connect meanwhile wait in the listen
+        backlog. Connections already accepted are served as before."""
+        self._accepting.clear()
+
+    def start_accepting(self) -> None:
+        """Accept again after stop_accepting() (or start() the server)."""
+        if not self.started:
+            self.start()
+        else:
+            self._accepting.set()
+
+    def full(self) -> bool:
+        """Whether the connection cap is reached (accepting waits)."""
+        return len(self.connections) >= self.connection_cap
 
     def __enter__(self) -> StreamServer:
         self.start()
@@ -201,13 +286,18 @@ class StreamServer:
         self._acceptors = []
         paths = [sock.getsockname() if sock.family == getattr(_stdlib, "AF_UNIX", None) else None
                  for sock in self.sockets]
+        specs = self._listener_specs
+        if self.sockets:  # what start() binds if it is called again, and `address` meanwhile
+            bound = [sock.getsockname() for sock in self.sockets]
+            self._last_address = bound[0]
+            self._listener_specs = [rebind_spec(spec, name) for spec, name in zip(specs, bound)]
         for lsock in self._lsocks:
             # Stops its watchers (waking the acceptor) before the fd closes.
             # Not detach(): that would leave the stdlib socket without its fd,
             # so the close below would leak a still-listening descriptor.
             lsock.close()
         self._lsocks = []
-        for sock, spec, path in zip(self.sockets, self._listener_specs, paths):
+        for sock, spec, path in zip(self.sockets, specs, paths):
             sock.close()
             if path and isinstance(spec, str) and spec.startswith("unix:"):
                 try:
@@ -223,16 +313,22 @@ class StreamServer:
         deadline = self.now() + timeout
         fresh_until = self.now() + min(timeout, FRESH_GRACE)
         self._close_idle(keep_fresh=True)
-        while self.connections:
+        cur = getcurrent()
+        # stop() called from a request: that one is not waited for (it is
+        # waiting for us), nor closed under its feet; the driver closes its
+        # connection after the response, as the server is stopping.
+        mine = sum(1 for channel in self.connections if channel.worker is cur)
+        while len(self.connections) > mine:
             left = deadline - self.now()
             if left <= 0:
                 break
             self._drained.clear()
             self._drained.wait(min(left, 0.05))
             self._close_idle(keep_fresh=self.now() < fresh_until)
-        cur = getcurrent()
         for channel in list(self.connections):
             worker = channel.worker
+            if worker is cur:
+                continue
             channel.close()
             if worker is not None and worker is not cur and not worker.dead:
                 self._hub.run_callback(throw_if_alive, worker, GreenletExit())
@@ -251,10 +347,18 @@ class StreamServer:
     # Addresses -------------------------------------------------------------
     @property
     def address(self) -> Any:
-        """The bound address of the first listener (port filled in)."""
+        """The bound address of the first listener (port filled in); bound
+        now if need be. A stopped server's is the address it had."""
         if not self.sockets:
+            if self._last_address is not None:
+                return self._last_address
             self.init_socket()
         return self.sockets[0].getsockname()
+
+    @property
+    def ssl_enabled(self) -> bool:
+        """Whether connections are TLS (gevent's name)."""
+        return self.ssl_context is not None
 
     @property
     def server_host(self) -> str:
@@ -271,8 +375,12 @@ class StreamServer:
         raw = lsock.raw
         tcp = raw.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
         backoff = 0.0
-        cap = self.settings.max_connections
+        cap = self.connection_cap
+        accepting = self._accepting
         while True:
+            if not accepting.is_set():  # stop_accepting(): wait at the gate, the listener stays open
+                accepting.wait()
+                continue
             if len(self.connections) >= cap:
                 self._slot_free.clear()
                 self._slot_free.wait()
@@ -421,6 +529,47 @@ class StreamServer:
     def __repr__(self) -> str:
         where = self._listener_specs[0] if not self.sockets else self.address
         return f"<{type(self).__name__} {where!r} connections={len(self.connections)}>"
+
+
+class ConnectionSlots:
+    """`pool` of a server given `spawn=<int>`: gevent's pool, as a view of
+    the connection cap (lichen runs no greenlet per connection)."""
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+
+    @property
+    def size(self) -> int:
+        return self.server.connection_cap
+
+    def __len__(self) -> int:
+        return len(self.server.connections)
+
+    def free_count(self) -> int:
+        return max(self.size - len(self), 0)
+
+    def full(self) -> bool:
+        return self.server.full()
+
+
+def _spawn_cap(spawn: Any, server: StreamServer) -> tuple[int | None, Any]:
+    """(the connection cap, the `pool` attribute) for gevent's `spawn=`."""
+    if isinstance(spawn, str):
+        if spawn != "default":
+            raise TypeError(f"spawn must be 'default', None, an int or a pool, not {spawn!r}")
+        return None, None
+    if spawn is None:
+        return None, None
+    if isinstance(spawn, int) and not isinstance(spawn, bool):
+        if spawn < 1:
+            raise ValueError(f"spawn: a connection cap must be >= 1, got {spawn}")
+        return spawn, ConnectionSlots(server)
+    if hasattr(spawn, "spawn"):  # a pool: its size caps, it runs nothing of ours
+        size = getattr(spawn, "size", None)
+        return (size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None), spawn
+    if callable(spawn):  # gevent.spawn, spawn_raw: a greenlet per connection, no cap of its own
+        return None, None
+    raise TypeError(f"spawn must be 'default', None, an int or a pool, not {spawn!r}")
 
 
 def peer_text(addr: Any) -> str:

@@ -8,7 +8,9 @@
 # The server surface of lichen.socket (deadlines shared by every wait of a
 # phase, progress-reset write timeouts, reads tried without waiting, a
 # lingering close) is given here too, so server code never asks which
-# kind of socket it holds.
+# kind of socket it holds. Servers make their context from gevent's
+# **ssl_args (context_from_ssl_args) or the command's options
+# (server_context).
 from __future__ import annotations
 
 import select
@@ -20,7 +22,7 @@ from typing import Any, Callable
 from lichen.loop import READ, WRITE
 from lichen.socket import socket
 
-__all__ = ["SSLSocket", "wrap_socket", "server_context", "CERT_REQS"]
+__all__ = ["SSLSocket", "wrap_socket", "server_context", "context_from_ssl_args", "SSL_ARGS", "CERT_REQS"]
 
 
 class SSLSocket(socket):
@@ -241,19 +243,7 @@ def server_context(certfile: str, keyfile: str | None = None, *, ca_certs: str |
     `ssl_version` (an ssl.PROTOCOL_* constant or its name; the modern
     default negotiates the best version both sides have). Raises ValueError
     naming the option that is wrong, OSError / ssl.SSLError for files."""
-    if ssl_version is None or ssl_version in ("", "TLS", "TLS_SERVER", "PROTOCOL_TLS", "PROTOCOL_TLS_SERVER") or \
-            ssl_version in (ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_SERVER):
-        # (gunicorn's default is the deprecated PROTOCOL_TLS: the same
-        # negotiation, on the server side.)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    else:
-        if isinstance(ssl_version, str):
-            protocol = getattr(ssl, ssl_version if ssl_version.startswith("PROTOCOL_") else f"PROTOCOL_{ssl_version}",
-                               None)
-            if protocol is None:
-                raise ValueError(f"ssl_version: unknown protocol {ssl_version!r}")
-            ssl_version = protocol
-        context = ssl.SSLContext(ssl_version)
+    context = _context_for(ssl_version)
     context.load_cert_chain(certfile, keyfile)
     reqs = _cert_reqs(cert_reqs)
     if ca_certs:
@@ -267,6 +257,77 @@ def server_context(certfile: str, keyfile: str | None = None, *, ca_certs: str |
         except ssl.SSLError:
             raise ValueError(f"ciphers: no cipher matches {ciphers!r}") from None
     return context
+
+
+# A protocol that names one TLS version is that version pinned on a modern
+# server context (the version-specific protocols are deprecated); gevent's
+# default, PROTOCOL_SSLv23 (= PROTOCOL_TLS), is the modern default.
+_PINNED = {getattr(ssl, f"PROTOCOL_{name}"): getattr(ssl.TLSVersion, name)
+           for name in ("TLSv1", "TLSv1_1", "TLSv1_2") if hasattr(ssl, f"PROTOCOL_{name}")}
+
+
+def _context_for(ssl_version: Any) -> ssl.SSLContext:
+    if isinstance(ssl_version, str) and ssl_version not in ("", "TLS", "TLS_SERVER"):
+        protocol = getattr(ssl, ssl_version if ssl_version.startswith("PROTOCOL_") else f"PROTOCOL_{ssl_version}",
+                           None)
+        if protocol is None:
+            raise ValueError(f"ssl_version: unknown protocol {ssl_version!r}")
+        ssl_version = protocol
+    if ssl_version in (None, "", "TLS", "TLS_SERVER", ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_SERVER):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if ssl_version in _PINNED:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = context.maximum_version = _PINNED[ssl_version]
+        return context
+    try:
+        return ssl.SSLContext(ssl_version)
+    except (ValueError, TypeError):
+        raise ValueError(f"ssl_version: {ssl_version!r} is not a server protocol") from None
+
+
+#: gevent's `**ssl_args`: the keyword arguments a StreamServer or WSGIServer
+#: takes for TLS (never settings).
+SSL_ARGS = frozenset({"ssl_context", "certfile", "keyfile", "ca_certs", "cert_reqs", "ssl_version", "ciphers",
+                      "server_side", "do_handshake_on_connect", "suppress_ragged_eofs", "server_hostname"})
+
+
+def context_from_ssl_args(ssl_args: dict[str, Any]) -> ssl.SSLContext | None:
+    """The server SSLContext of gevent's `**ssl_args` (keys of SSL_ARGS; a
+    None value counts as not given), or None for a plain server.
+
+    `ssl_context` is used as it is; otherwise `certfile` (with `keyfile`,
+    `ca_certs`, `cert_reqs`, `ssl_version`, `ciphers`) makes one with
+    server_context(). Of the per-connection options, `server_side` must be
+    true, and `do_handshake_on_connect` and `suppress_ragged_eofs` are
+    accepted and have nothing to change: lichen always completes the
+    handshake before the protocol sees the connection (by the header
+    deadline) and reads a ragged EOF as the end of the stream.
+    `server_hostname` is a client's option. Raises ValueError naming the
+    argument that cannot work."""
+    args = {k: v for k, v in ssl_args.items() if v is not None}
+    given = sorted(args)
+    unknown = sorted(set(args) - SSL_ARGS)
+    if unknown:
+        raise TypeError(f"unknown TLS argument{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+    if not args.pop("server_side", True):
+        raise ValueError("server_side: a server's TLS is server-side; leave server_side out or True")
+    if "server_hostname" in args:
+        raise ValueError("server_hostname: an option of TLS clients, not of servers")
+    args.pop("do_handshake_on_connect", None)
+    args.pop("suppress_ragged_eofs", None)
+    context = args.pop("ssl_context", None)
+    if context is not None:
+        if args:
+            raise ValueError(f"{', '.join(sorted(args))}: set on the ssl_context instead, or leave ssl_context out")
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {type(context).__name__}")
+        return context
+    if not given:
+        return None
+    if "certfile" not in args:
+        raise ValueError(f"certfile: TLS needs a certificate ({', '.join(given)} given without certfile "
+                         "or ssl_context)")
+    return server_context(args.pop("certfile"), **args)
 
 
 def _cert_reqs(value: int | str | None) -> ssl.VerifyMode:

@@ -1,21 +1,25 @@
-# HTTP/1.1 response heads and body framing, with no I/O.
+# HTTP/1.1 response heads, with no I/O.
 # Strategy: build_head() validates what the application gave (status line,
 # header names and values: nothing can be injected), drops hop-by-hop
 # headers, decides the framing (none / Content-Length / chunked /
-# close-delimited) and the final keep-alive, and returns the encoded head
-# plus a small Framer object that turns body writes into wire bytes.  Body
-# data may be any bytes-like object; every length is a count of bytes.
-# Prepared heads, status lines and header-name checks are cached by value,
-# so a repeated response costs one dict lookup; the caches are bounded
-# (apps can put request data in their headers) and drop their oldest entry
-# when full, so a new head is always cached.
+# close-delimited: the framers live in lichen.http.framing) and the final
+# keep-alive, and returns the encoded head plus the body's Framer.
+# Prepared heads, single header lines, status lines and header-name checks
+# are cached by value, so a repeated response costs one dict lookup and a
+# head in which one value changes each time (a cookie, an ETag) re-validates
+# only that line; the caches are bounded (apps can put request data in their
+# headers) and drop their oldest eighth when full, so a new head is always
+# cached.
 from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from itertools import islice
 from typing import Any, NamedTuple
 
 from .errors import LocalProtocolError
+from .framing import (CLOSE_DELIMITED, FINISHED, NO_BODY, SWITCHED, ChunkedFramer, Framer, LengthFramer,  # noqa: F401
+                      body_bytes)
 
 __all__ = [
     "CONTINUE_RESPONSE",
@@ -25,6 +29,7 @@ __all__ = [
     "build_head",
     "build_simple_response",
     "build_whole_response",
+    "framer_after_whole",
     "body_bytes",
     "HeadCacheInfo",
     "head_cache_info",
@@ -61,226 +66,29 @@ _NAME_CACHE: dict[str, str] = {}
 # application needs the former and neither affects this hop's framing.
 _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te",
                          "trailer", "transfer-encoding", "upgrade"))
-_SPECIAL = _HOP_BY_HOP | {"content-length", "date", "server"}
 
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 _CLOSE_LINE = b"Connection: close\r\n"
 _KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
 _SERVER_LINES: dict[bytes, bytes] = {}
 
 
 def _remember(cache: dict, key: Any, value: Any, size: int) -> None:
-    """Store in a bounded cache. When it is full the oldest insertion goes
-    (a dict keeps insertion order): new keys are always cached, and a hit
-    stays one dict lookup with no bookkeeping."""
+    """Store in a bounded cache. When it is full the oldest eighth goes at
+    once (a dict keeps insertion order): new keys are always cached, a hit
+    stays one dict lookup with no bookkeeping, and an app whose heads never
+    repeat pays for eviction once per _CACHE_MAX // 8 misses, not on each
+    (deleting the oldest key one at a time rescans the deleted slots at the
+    front of the dict every time)."""
     if size > _ENTRY_MAX:
         return
     if len(cache) >= _CACHE_MAX:
         try:
-            del cache[next(iter(cache))]
-        except (KeyError, RuntimeError, StopIteration):
+            for old in list(islice(cache, _CACHE_MAX // 8)):
+                cache.pop(old, None)
+        except RuntimeError:
             pass  # another thread changed the cache meanwhile: it was evicting too
     cache[key] = value
-
-
-def body_bytes(data: Any) -> bytes:
-    """A body item as bytes: ``bytes`` as is, any other object with the
-    buffer protocol (bytearray, memoryview of any format, array.array...)
-    as its ``nbytes`` bytes, so that every length counts bytes, never items.
-
-    Raises:
-        TypeError: ``data`` is not bytes-like (a str, say).
-    """
-    if type(data) is bytes:
-        return data
-    try:
-        return memoryview(data).tobytes()
-    except TypeError:
-        raise TypeError(f"response body must be bytes-like, not {type(data).__name__}") from None
-
-
-# -- framers --------------------------------------------------------------
-
-
-class Framer:
-    """Turns the application's body writes into bytes for the wire.
-
-    ``frame(data)`` returns what to send for ``data`` (bytes-like; lengths
-    count its bytes, see :func:`body_bytes`); ``end()`` returns what
-    to send once the body is finished (e.g. the last chunk).  After
-    ``end()``, ``complete`` says whether the body was framed correctly
-    (e.g. exactly Content-Length bytes) and ``must_close`` whether the
-    connection cannot be reused after this response.  Before ``end()``
-    they answer "if the response stopped here".
-    """
-
-    __slots__ = ()
-
-    def frame(self, data: bytes) -> bytes:
-        raise NotImplementedError
-
-    def end(self) -> bytes:
-        raise NotImplementedError
-
-    @property
-    def complete(self) -> bool:
-        raise NotImplementedError
-
-    @property
-    def must_close(self) -> bool:
-        raise NotImplementedError
-
-    # Bodies sent around frame() (os.sendfile): only framings that put body
-    # bytes on the wire unchanged allow it.
-    @property
-    def remaining(self) -> int | None:
-        """How many more body bytes may go on the wire unframed: None for
-        no limit; raises LocalProtocolError if the framing transforms them
-        (chunked), so the caller must use frame() instead."""
-        raise LocalProtocolError(f"{type(self).__name__} cannot pass raw body bytes through")
-
-    def advance(self, n: int) -> None:
-        """Account for ``n`` body bytes the caller sent itself, unframed
-        (at most ``remaining``)."""
-        raise LocalProtocolError(f"{type(self).__name__} cannot pass raw body bytes through")
-
-
-class _NoBodyFramer(Framer):
-    """1xx / 204 / 304 / HEAD: body bytes are silently discarded."""
-
-    __slots__ = ()
-    complete = True  # type: ignore[assignment]
-    must_close = False  # type: ignore[assignment]
-    remaining = 0  # type: ignore[assignment]
-
-    def frame(self, data: bytes) -> bytes:
-        return b""
-
-    def end(self) -> bytes:
-        return b""
-
-    def advance(self, n: int) -> None:
-        if n:
-            raise LocalProtocolError("body bytes sent for a response without body")
-
-
-class _LengthFramer(Framer):
-    """Content-Length framing: bytes beyond the declared length are cut
-    (``overflowed`` records it); fewer bytes leave ``complete`` False."""
-
-    __slots__ = ("_remaining", "overflowed")
-
-    def __init__(self, length: int) -> None:
-        self._remaining = length
-        self.overflowed = False
-
-    def frame(self, data: bytes) -> bytes:
-        if type(data) is not bytes:
-            data = body_bytes(data)
-        remaining = self._remaining
-        n = len(data)
-        if n <= remaining:
-            self._remaining = remaining - n
-            return data
-        # Never put more on the wire than announced: the excess would be
-        # read as the start of the next response.
-        self._remaining = 0
-        self.overflowed = True
-        return data[:remaining]
-
-    def end(self) -> bytes:
-        return b""
-
-    @property
-    def complete(self) -> bool:  # type: ignore[override]
-        return self._remaining == 0
-
-    @property
-    def must_close(self) -> bool:  # type: ignore[override]
-        # Short: the client would wait for the rest. Overflowed: the app
-        # disagrees with its own Content-Length; don't trust the connection.
-        return self._remaining != 0 or self.overflowed
-
-    @property
-    def remaining(self) -> int:  # type: ignore[override]
-        return self._remaining
-
-    def advance(self, n: int) -> None:
-        if n > self._remaining:
-            raise LocalProtocolError(f"{n} body bytes sent with only {self._remaining} left of Content-Length")
-        self._remaining -= n
-
-
-class _ChunkedFramer(Framer):
-    """Transfer-Encoding: chunked; an empty write produces nothing (an
-    empty chunk would be the end marker)."""
-
-    __slots__ = ("_ended",)
-
-    def __init__(self) -> None:
-        self._ended = False
-
-    def frame(self, data: bytes) -> bytes:
-        if type(data) is not bytes:
-            data = body_bytes(data)
-        if not data:
-            return b""
-        if self._ended:
-            raise LocalProtocolError("body written after the end of response")
-        return b"%x\r\n%b\r\n" % (len(data), data)
-
-    def end(self) -> bytes:
-        if self._ended:
-            return b""
-        self._ended = True
-        return _LAST_CHUNK
-
-    @property
-    def complete(self) -> bool:  # type: ignore[override]
-        return self._ended
-
-    @property
-    def must_close(self) -> bool:  # type: ignore[override]
-        return not self._ended
-
-
-class _CloseFramer(Framer):
-    """HTTP/1.0 without a length: the body ends when the connection does."""
-
-    __slots__ = ()
-    complete = True  # type: ignore[assignment]
-    must_close = True  # type: ignore[assignment]
-    remaining = None  # type: ignore[assignment]
-
-    def frame(self, data: bytes) -> bytes:
-        return data if type(data) is bytes else body_bytes(data)
-
-    def end(self) -> bytes:
-        return b""
-
-    def advance(self, n: int) -> None:
-        pass
-
-
-class _SwitchedFramer(_NoBodyFramer):
-    """After 101 Switching Protocols: the connection speaks another protocol
-    now, so whatever the application still returns as an HTTP body is
-    dropped (as for a response without body), and the connection never
-    serves another HTTP request."""
-
-    __slots__ = ()
-    must_close = True  # type: ignore[assignment]
-
-
-_NO_BODY = _NoBodyFramer()
-_CLOSE_DELIMITED = _CloseFramer()
-#: The framer of a connection that switched protocols (101): it drops body
-#: writes and closes the connection after the application returns.
-SWITCHED: Framer = _SwitchedFramer()
-#: The framer of a response whose head and whole body are already framed
-#: (build_whole_response): complete, reusable, and nothing more to send.
-FINISHED: Framer = _NO_BODY
 
 
 # -- head building --------------------------------------------------------
@@ -322,6 +130,37 @@ _PREPARED: dict[tuple, tuple[bytes, int, int | None, bool, bool, bool]] = {}
 _misses = 0  # heads prepared from scratch: see head_cache_info()
 
 
+# (name, value) as the app gave them -> (kind, payload), for _prepare: a
+# header line is validated and encoded once, so a head in which one value
+# changes from response to response (a cookie, an ETag) costs only that line.
+_LINES: dict[tuple[str, str], tuple[int, Any]] = {}
+_PLAIN, _LENGTH, _DATE, _SERVER, _HOP = range(5)
+
+
+def _header_line(name: str, value: str) -> tuple[int, Any]:
+    """Validate one header field; (kind, payload): the encoded line for
+    _PLAIN, _DATE and _SERVER, (length, line) for _LENGTH, whether it asks
+    for Connection: close for _HOP (dropped)."""
+    lname = _NAME_CACHE.get(name)
+    if lname is None:
+        lname = _check_name(name)
+    if _BAD_VALUE.search(value) is not None:
+        raise LocalProtocolError("CR, LF or NUL in a header value")
+    if lname in _HOP_BY_HOP:
+        return _HOP, lname == "connection" and "close" in [t.strip(" \t").lower() for t in value.split(",")]
+    try:
+        line = f"{name}: {value}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("header is not latin-1 encodable") from None
+    if lname == "content-length":
+        return _LENGTH, (_parse_content_length(value), line)
+    if lname == "date":
+        return _DATE, line
+    if lname == "server":
+        return _SERVER, line
+    return _PLAIN, line
+
+
 def _prepare(status: str, headers: list[tuple[str, str]]
              ) -> tuple[bytes, int, int | None, bool, bool, bool]:
     """Validate and encode what the app decided: the status line plus its
@@ -331,48 +170,49 @@ def _prepare(status: str, headers: list[tuple[str, str]]
     if entry is None:
         entry = _parse_status(status)
     status_line, code = entry
-    lines: list[str] = []
-    values: list[str] = []
+    parts: list[bytes] = [status_line]
     content_length: int | None = None
     has_date = has_server = close = False
+    lines = _LINES
     try:
-        for name, value in headers:
-            lname = _NAME_CACHE.get(name)
-            if lname is None:
-                lname = _check_name(name)
-            if lname in _SPECIAL:
-                if lname == "content-length":
-                    n = _parse_content_length(value)
-                    if content_length is not None:
-                        if n != content_length:
-                            raise LocalProtocolError(
-                                "conflicting Content-Length headers")
-                        continue  # identical duplicate: send it once
-                    content_length = n
-                    if code < 200 or code == 204:
-                        continue  # RFC 9110 8.6: MUST NOT send it there
-                elif lname == "date":
+        for pair in headers:
+            try:
+                known = lines.get(pair)
+                cacheable = type(pair) is tuple
+            except TypeError:  # unhashable (a list, not a tuple): judged, never cached
+                known, cacheable = None, False
+            if known is None:
+                name, value = pair
+                known = _header_line(name, value)
+                if cacheable:
+                    _remember(lines, pair, known, len(name) + len(value))
+            kind, payload = known
+            if kind == _PLAIN:
+                parts.append(payload)
+            elif kind == _LENGTH:
+                n, line = payload
+                if content_length is not None:
+                    if n != content_length:
+                        raise LocalProtocolError("conflicting Content-Length headers")
+                    continue  # identical duplicate: send it once
+                content_length = n
+                if code < 200 or code == 204:
+                    continue  # RFC 9110 8.6: MUST NOT send it there
+                parts.append(line)
+            elif kind == _HOP:
+                close = close or payload  # hop-by-hop: dropped
+            else:
+                if kind == _DATE:
                     has_date = True
-                elif lname == "server":
-                    has_server = True
                 else:
-                    if lname == "connection" and "close" in [
-                            t.strip(" \t").lower() for t in value.split(",")]:
-                        close = True
-                    continue  # hop-by-hop: dropped
-            values.append(value)
-            lines.append(f"{name}: {value}\r\n")
-        if _BAD_VALUE.search("".join(values)) is not None:
-            raise LocalProtocolError("CR, LF or NUL in a header value")
-        block = status_line + "".join(lines).encode("latin-1")
+                    has_server = True
+                parts.append(payload)
     except LocalProtocolError:
         raise
-    except UnicodeEncodeError:
-        raise LocalProtocolError("header is not latin-1 encodable") from None
     except (TypeError, ValueError, AttributeError):
         raise LocalProtocolError(
             "headers must be a list of (str, str) tuples") from None
-    return block, code, content_length, has_date, has_server, close
+    return b"".join(parts), code, content_length, has_date, has_server, close
 
 
 def build_head(status: str, headers: list[tuple[str, str]], *,
@@ -433,19 +273,19 @@ def build_head(status: str, headers: list[tuple[str, str]], *,
         content_length = length
         out.append(b"Content-Length: %d\r\n" % length)
     if no_body:
-        framer: Framer = _NO_BODY
+        framer: Framer = NO_BODY
         if code < 200:
             # A 1xx as the *final* answer leaves the client waiting for
             # another response: do not reuse such a connection.
             keep_alive = False
     elif content_length is not None:
-        framer = _LengthFramer(content_length)
+        framer = LengthFramer(content_length)
     elif http_version == "1.0":
         # HTTP/1.0 has no chunked coding: end the body by closing.
-        framer = _CLOSE_DELIMITED
+        framer = CLOSE_DELIMITED
         keep_alive = False
     else:
-        framer = _ChunkedFramer()
+        framer = ChunkedFramer()
         out.append(_CHUNKED_LINE)
     if not has_date:
         out.append(b"Date: %s\r\n" % date)
@@ -472,7 +312,8 @@ _WHOLE: dict[tuple, tuple[bytes, int, bool] | None] = {}
 
 def build_whole_response(status: str, headers: list[tuple[str, str]], body: bytes, *,
                          http_version: str, method: str, keep_alive: bool,
-                         date: bytes, server: bytes | None) -> tuple[bytes, int, bool, int] | None:
+                         date: bytes, server: bytes | None,
+                         declared: bool = False) -> tuple[bytes, int, bool, int] | None:
     """The wire bytes of a response whose body is known whole.
 
     Same rules as :func:`build_head` with ``length`` the body's size in
@@ -480,6 +321,11 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
     common case (the body goes out as is: Content-Length framing that
     matches, or no body at all) the result is cached per second, so a
     repeated response costs one dict lookup.
+
+    With ``declared``, ``body`` is the first piece of a body of unknown
+    size (an iterable's first item): the result is the whole response only
+    if the application's own Content-Length says this piece is all of it,
+    else None.
 
     Returns:
         ``(data, status_code, keep_alive, head_length)``, the body's framer
@@ -494,18 +340,23 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
         body = body_bytes(body)
     n = len(body)
     try:
-        key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, *headers)
+        key: tuple = (date, status, http_version, method == "HEAD", keep_alive, n, server, declared, *headers)
         hit = _WHOLE.get(key, False)
     except TypeError:  # unhashable items (build_head judges them): not cached
         key, hit = (), False
     if hit is False:
+        seen = _misses
         head, framer, keep = build_head(status, headers, http_version=http_version, method=method,
-                                        keep_alive=keep_alive, date=date, server=server, length=n)
-        if framer is _NO_BODY or (type(framer) is _LengthFramer and framer.remaining == n):
+                                        keep_alive=keep_alive, date=date, server=server,
+                                        length=None if declared else n)
+        if framer is NO_BODY or (type(framer) is LengthFramer and framer.remaining == n):
             hit = (head, int(status[:3]), keep)
         else:
             hit = None
-        if key:
+        # A head never prepared before is cached by build_head; here only
+        # once it comes again, so heads that never repeat (a cookie, an
+        # ETag in each) do not churn this cache too.
+        if key and seen == _misses:
             _remember(_WHOLE, key, hit, len(head))
     if hit is None:
         return None
@@ -513,6 +364,16 @@ def build_whole_response(status: str, headers: list[tuple[str, str]], body: byte
     if method == "HEAD" or code < 200 or code == 204 or code == 304:
         return head, code, keep, len(head)
     return head + body, code, keep, len(head)
+
+
+def framer_after_whole(code: int, method: str) -> Framer:
+    """The framer for what an application writes after a response that
+    build_whole_response(declared=True) completed: nothing more may go out;
+    a body beyond the declared length marks the connection must_close, as
+    it does on the piecewise path."""
+    if method == "HEAD" or code < 200 or code == 204 or code == 304:
+        return NO_BODY
+    return LengthFramer(0)
 
 
 class HeadCacheInfo(NamedTuple):
@@ -523,6 +384,7 @@ class HeadCacheInfo(NamedTuple):
     whole: int  #: whole-response heads (of this second and a few before)
     statuses: int  #: status lines
     names: int  #: validated header names
+    lines: int  #: validated header lines
     misses: int  #: heads prepared from scratch since the process started
 
 
@@ -530,7 +392,7 @@ def head_cache_info() -> HeadCacheInfo:
     """Sizes of the caches of :func:`build_head` and
     :func:`build_whole_response`, for monitoring and tests; ``misses``
     grows by one each time a head is not found in the cache."""
-    return HeadCacheInfo(_CACHE_MAX, len(_PREPARED), len(_WHOLE), len(_STATUS_CACHE), len(_NAME_CACHE), _misses)
+    return HeadCacheInfo(_CACHE_MAX, len(_PREPARED), len(_WHOLE), len(_STATUS_CACHE), len(_NAME_CACHE), len(_LINES), _misses)
 
 
 # -- canned responses -----------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["base_environ", "request_environ", "header_key"]
+__all__ = ["BASE_ENV", "base_environ", "request_environ", "header_key"]
 
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _KEYS: dict[bytes, str | None] = {}
@@ -40,24 +40,29 @@ def header_key(name: bytes) -> str | None:
     return key
 
 
-def base_environ(server_name: str, server_port: str, url_scheme: str, errors: Any, file_wrapper: Any,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": server_port,
-        "SCRIPT_NAME": "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": url_scheme,
-        "wsgi.errors": errors if errors is not None else sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-        "wsgi.file_wrapper": file_wrapper,
-        "SERVER_SOFTWARE": "lichen",
-    }
+#: The keys every server's environ starts from (WSGIServer.base_env, which a
+#: subclass may change, as gevent's).
+BASE_ENV: dict[str, Any] = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "lichen", "SCRIPT_NAME": "",
+                            "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": False,
+                            "wsgi.run_once": False}
+
+
+def base_environ(server_name: str | None, server_port: str | None, url_scheme: str, errors: Any, file_wrapper: Any,
+                 extra: dict[str, Any] | None = None, base: dict[str, Any] = BASE_ENV) -> dict[str, Any]:
+    """What every request's environ of a server starts from: `base`, the
+    server's wsgi.* keys, SERVER_NAME/PORT (unless None: not known yet),
+    then `extra` (which wins; a wsgi.errors of None there is `errors`)."""
+    env = dict(base)
+    if server_name is not None:
+        env["SERVER_NAME"] = server_name
+        env["SERVER_PORT"] = server_port
+    env["wsgi.url_scheme"] = url_scheme
+    env["wsgi.input_terminated"] = True
+    env["wsgi.file_wrapper"] = file_wrapper
     if extra:
         env.update(extra)
+    if env.get("wsgi.errors") is None:
+        env["wsgi.errors"] = errors if errors is not None else sys.stderr
     return env
 
 

@@ -10,16 +10,21 @@
 # (one send for a whole list body, os.sendfile for a file), drains what the
 # app left unread, and says whether the connection may serve another request.
 # Every write goes through the channel's socket with the write timeout; a
-# client that went away is ClientGone, never an application error. A
-# websocket handshake (only the parser lane sees one: the fast lane declines
-# Upgrade) is judged by lichen.websocket; a valid one puts a WebSocket in the
-# environ, and once the app has used it the connection is the websocket's:
-# no HTTP response is written, and it closes when the websocket is done.
+# client that went away is ClientGone, never an application error. A server
+# with a handler class (gevent's hook, lichen.wsgi.handler) gets one handler
+# per request, which gives the environ, hears of application errors and logs
+# the request; without one, nothing of it costs a request more than a test.
+# A websocket handshake (only the parser lane sees one: the fast lane
+# declines Upgrade) is judged by lichen.websocket; a valid one puts a
+# WebSocket in the environ, and once the app has used it the connection is
+# the websocket's: no HTTP response is written, and it closes when the
+# websocket is done.
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -54,19 +59,21 @@ def send(channel: Any, data: bytes, write_timeout: float, flags: int = 0) -> Non
 
 
 def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False,
-                fields: bytes = b"") -> None:
+                fields: bytes = b"") -> int:
     """Answer with a short error response (unless a head went out already),
     with more header `fields` if given, and close, lingering: the client may
-    still be sending."""
+    still be sending. Returns the bytes sent."""
+    data = b""
     if not head_sent:
+        data = build_simple_response(status, message, date=server.date(), server=server.server_header_bytes,
+                                     fields=fields)
         try:
-            send(channel, build_simple_response(status, message, date=server.date(),
-                                                server=server.server_header_bytes, fields=fields),
-                 server.settings.write_timeout)
+            send(channel, data, server.settings.write_timeout)
         except ClientGone:
             channel.close()
-            return
+            return 0
     channel.linger_close()
+    return len(data)
 
 
 def reject(server: Any, channel: Any, err: RemoteProtocolError, head_sent: bool = False) -> None:
@@ -127,12 +134,17 @@ class Exchange:
             keep = keep and ws is None
         resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
         resp.will_close = self._will_close
-        access = srv.access_log
-        if access is not None and not access.enabled:
-            access = None
+        handler = srv.request_handler
+        if handler is not None:
+            handler = handler(self, env, resp)
+            access = None  # (the handler's log_request() logs)
+        else:
+            access = srv.access_log
+            if access is not None and not access.enabled:
+                access = None
         started = time.time() if access is not None else 0.0
         try:
-            ok = self._run_app(env, resp)
+            ok = self._run_app(env, resp, handler)
             if has_body:
                 if ok:
                     ok = self._finish_body()
@@ -148,6 +160,12 @@ class Exchange:
                 srv.websockets.forget(ws)
         if access is not None:
             srv.access(env, resp, time.time() - started)
+        elif handler is not None:
+            handler.time_finish = time.time()
+            try:
+                handler.log_request()
+            except Exception:
+                log.exception("log_request() of %s failed", type(handler).__name__)
         return ok and resp.keep_alive and not resp.must_close
 
     def _websocket(self, env: dict) -> Any:
@@ -210,11 +228,20 @@ class Exchange:
         length = self.undrainable
         return length is not None and length - self.input.bytes_read > srv.settings.max_discard
 
-    def _run_app(self, env: dict, resp: Response) -> bool:
+    def _run_app(self, env: dict, resp: Response, handler: Any) -> bool:
         srv = self.server
         result = None
         try:
-            result = srv.application(env, resp.start_response)
+            if handler is None:
+                result = srv.wsgi_app(env, resp.start_response)
+            else:
+                env = handler.environ = handler.get_environ()
+                result = handler.run_application()
+                if result is None:  # (an override in gevent's way: the result is kept, not returned)
+                    result = handler.result
+                if handler.detached:  # the connection is the handler's: nothing more goes out on it
+                    self.channel.close()
+                    return False
             if type(result) is list and not resp.head_sent and resp.status is not None:
                 resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
             elif (isinstance(result, FileWrapper) and not resp.head_sent and not self.channel.encrypted
@@ -241,18 +268,35 @@ class Exchange:
             self._app_failed(resp)
             return False
         except Exception:
-            log.exception("error in the WSGI application for %s %s (client %s)", env.get("REQUEST_METHOD"),
-                          env.get("RAW_URI"), peer_text(self.channel.peer))
+            if handler is None:
+                srv.app_error(env, self.channel.peer)
+            else:
+                try:
+                    handler.handle_error(*sys.exc_info())
+                except Exception:
+                    log.exception("handle_error() of %s failed", type(handler).__name__)
+                if handler.detached:
+                    self.channel.close()
+                    return False
             self._app_failed(resp)
             return False
         finally:
             if not close_body(result, "the application's"):
                 resp.keep_alive = False
 
+    def detach(self) -> bytes:
+        """The handler takes the connection over: the bytes the client sent
+        after this request that lichen read already. (Those are the
+        parser's. An Upgrade request always goes to the parser; behind a
+        plain head that the fast lane took, bytes pipelined in the same read
+        are not handed over.)"""
+        parser = self.parser
+        return parser.detach() if parser is not None else b""
+
     def _app_failed(self, resp: Response) -> None:
         if not resp.head_sent:
             resp.status_code = 500
-            reply_error(self.server, self.channel, 500, "Internal Server Error")
+            resp.head_bytes = reply_error(self.server, self.channel, 500, "Internal Server Error")
         # After the head went out nothing can be repaired: the driver closes,
         # which tells the client the response is incomplete.
 

@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable
 
 from lichen.http import FINISHED, SWITCHED, build_head, build_whole_response
-from lichen.http.response import body_bytes
+from lichen.http.response import body_bytes, framer_after_whole
 
 __all__ = ["FileWrapper", "Response", "ResponseStateError", "close_body"]
 
@@ -147,8 +147,27 @@ class Response:
         if type(data) is not bytes:
             data = body_bytes(data)
         if not self.head_sent:
-            head = self.head(None)
-            out = head + self.framer.frame(data) if data else head
+            if data:
+                # Frameworks return an iterable whose one item is the whole
+                # body their Content-Length announces: then the response
+                # goes out complete, from the per-second cache, in one send.
+                keep_alive = self._keep_alive_now()
+                req = self._request
+                whole = build_whole_response(self.status, self.headers or [], data,
+                                             http_version=req.http_version, method=req.method,
+                                             keep_alive=keep_alive, date=self._date, server=self._server,
+                                             declared=True)
+                if whole is not None:
+                    out, self.status_code, self.keep_alive, self.head_bytes = whole
+                    self.framer = framer_after_whole(self.status_code, req.method)
+                    self.head_sent = True
+                    self._send(out)
+                    self.bytes_sent += len(data)
+                    return
+                head = self.head(None, keep_alive)
+                out = head + self.framer.frame(data)
+            else:
+                out = self.head(None)
             self._send(out)
             self.bytes_sent += len(data)
             return
