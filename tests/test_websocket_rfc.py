@@ -88,6 +88,19 @@ def test_a_binary_message_is_echoed(srv):
         assert ws.read_message() == (0x2, b"\x00\xff")
 
 
+def test_messages_that_arrive_together_are_each_received_in_order(srv):
+    with open_ws(srv) as ws:
+        ws.send(frame(0x1, b"one") + frame(0x1, b"two") + frame(0x2, b"three"))
+        assert [ws.read_message() for _ in range(3)] == [(0x1, b"one"), (0x1, b"two"), (0x2, b"three")]
+
+
+def test_a_message_glued_to_the_handshake_is_received(srv):
+    ws = RawWS(srv.address)
+    with ws:
+        assert ws.handshake(handshake_request("/ws") + frame(0x1, b"early")) == 101
+        assert ws.read_message() == (0x1, b"early")
+
+
 def test_fragments_make_one_message(srv):
     with open_ws(srv) as ws:
         ws.send(frame(0x1, b"ab", fin=False) + frame(0x0, b"cd", fin=False) + frame(0x0, b"ef"))
