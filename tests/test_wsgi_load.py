@@ -346,3 +346,42 @@ def test_an_idle_keep_alive_connection_costs_less_than_1_5_kib():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_a_request_waiting_in_the_app_holds_no_view_of_the_shared_buffer_and_no_second_copy_of_its_fields():
+    # What stays alive while an app waits (long-poll) is paid per request:
+    # the frames below the app must not pin the server's receive buffer,
+    # and the header fields live on in the environ alone.
+    from lichen.sync import Event
+    from lichen.wsgi.exchange import Exchange
+
+    parked: dict = {}
+    release = Event()
+
+    def app(environ, start_response):
+        parked["glet"] = lhub.getcurrent()
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n")
+            wait_until(lambda: "glet" in parked)
+
+            def held():
+                views, exchanges = [], []
+                frame = parked["glet"].gr_frame
+                while frame is not None:
+                    for value in frame.f_locals.values():
+                        if isinstance(value, memoryview):
+                            views.append(frame.f_code.co_name)
+                        elif isinstance(value, Exchange):
+                            exchanges.append(value)
+                    frame = frame.f_back
+                return views, [e.request.headers for e in exchanges]
+
+            views, fields = srv.call(held)
+            srv.call(release.set)
+            assert s.recv(4096).endswith(b"ok")
+    assert views == [] and fields and all(f == [] for f in fields)

@@ -78,21 +78,21 @@ class Driver:
             if idle and not woke and not (channel.encrypted and channel.sock.pending()):
                 channel.park()
                 return
-            if idle:
-                data = self._read_idle(channel)
-            else:
-                if head_deadline is None:
-                    head_deadline = srv.now() + srv.settings.header_timeout
-                data = self._read_head(channel, head_deadline)
-            if data is None:
-                return
             woke = False
-            if idle:  # (only then can data be a view of the shared buffer: see _read_idle)
-                data = self._fast_lane(channel, fast, data)
+            if idle:
+                # (Read and handed on in one expression: this frame holds no
+                # view of the shared buffer while an app runs, or waits.)
+                data = self._fast_lane(channel, fast, self._read_idle(channel))
                 if data is None:
                     return
                 if not data:
                     continue
+            else:
+                if head_deadline is None:
+                    head_deadline = srv.now() + srv.settings.header_timeout
+                data = self._read_head(channel, head_deadline)
+                if data is None:
+                    return
             if parser is None:
                 parser = srv.take_parser()
             if parser.idle:
@@ -152,12 +152,14 @@ class Driver:
 
     def _fast_lane(self, channel: Any, fast: Callable[[Any], Any], data: Any) -> Any:
         """Serve the requests at the start of `data` (no partial request
-        before it) that the C fast lane takes: plain heads, pipelined ones
-        too. Returns the bytes from the first head it declines on (b"" when
-        none), or None when the connection closed. `data` may be a view of
+        before it; None: nothing was read) that the C fast lane takes: plain
+        heads, pipelined ones too. Returns the bytes from the first head it
+        declines on (b"" when none), or None when the connection closed. `data` may be a view of
         the server's shared receive buffer: what is kept is copied out
         before the app runs, since another connection may read into it; the
         rest of a pipelined batch is copied once, then walked by offset."""
+        if data is None:  # (_read_idle parked or closed the channel)
+            return None
         srv = self.server
         own = False  # whether data is our own copy (else a view of the shared buffer)
         while True:

@@ -40,6 +40,7 @@ __all__ = ["Exchange", "ClientGone", "LengthBody", "send", "reply_error", "rejec
 
 log = logging.getLogger("lichen.error")
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_NO_FIELDS: list = []  # (never appended to: shared by every request whose fields were let go)
 
 
 class ClientGone(ConnectionError):
@@ -139,6 +140,10 @@ class Exchange:
             handler = handler(self, env, resp)
             access = None  # (the handler's log_request() logs)
         else:
+            # The fields live on in the environ: a request the app keeps
+            # waiting (long-poll, a stream) need not hold them twice. (A
+            # handler reads them: gevent's `headers`.)
+            req.headers = _NO_FIELDS
             access = srv.access_log
             if access is not None and not access.enabled:
                 access = None
