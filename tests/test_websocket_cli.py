@@ -1,8 +1,8 @@
 # A gevent-websocket style echo app under the `lichen` command, as a user
 # runs it: many clients at once with the `websockets` library, a 1 MiB
 # message, the close code echoed, an unmasked frame refused with 1002, and
-# 2,000 idle websockets held by one worker (which raises its own open-files
-# limit from 1024) at a bounded memory cost each, while a new client still
+# 2,000 idle websockets held by one worker (the command raises the open-files
+# limit from a soft 1024) at a bounded memory cost each, while a new client still
 # gets its echo at once.
 # Strategy: `python -m lichen ws_apps:echo` in its own process group (killed
 # by PID at the end); idle websockets are raw sockets of this process that
