@@ -103,6 +103,7 @@ class Driver:
                 # Requests queued before the bad bytes are still answered, in
                 # order: next_event() raises the error once they are drained.
                 pass
+            data = None  # (the parser keeps its own copy: no view of the shared buffer stays here)
 
     def _read_idle(self, channel: Any) -> Any:
         """Bytes that are there, between requests (a view of the shared

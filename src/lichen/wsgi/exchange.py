@@ -195,7 +195,7 @@ class Exchange:
         self.parser = None
         # The fields live on in the environ: a websocket that waits for
         # messages for hours need not keep them twice.
-        self.request.headers = []
+        self.request.headers = _NO_FIELDS
         return srv.websockets.open_websocket(self.channel, hs, env, rest, self._switched)
 
     def _switched(self, head_bytes: int) -> None:
