@@ -51,7 +51,7 @@ LAYERS: dict[str, set[str]] = {
     "lichen.stall": set(),
     # WebSockets: the handshake judged on lichen.http's request, frames over
     # the sockets' deadline surface (reached through the channel), no WSGI.
-    "lichen.websocket": _CORE | {"lichen.http", "lichen.sync", "lichen.threadpool"},
+    "lichen.websocket": _CORE | {"lichen.http", "lichen.sync", "lichen.threadpool", "lichen.server"},
     # HTTP over the transport.
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
                             "lichen.stall", "lichen.websocket", "lichen._fastpath", "lichen._fastenv",

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from greenlet import getcurrent
 from wsproto.frame_protocol import Frame, FrameProtocol, Opcode, ParseFailed
 
+from lichen.server import peer_text
 from lichen.sync import Event
 from lichen.websocket.deflate import negotiate
 from lichen.websocket.handshake import Handshake, switching_head
@@ -350,7 +351,7 @@ class WebSocket:
     def _fail(self, code: int, why: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): our close frame with
         `code`, then the connection closes; nothing more is read."""
-        self._owner.log_error("websocket from %s failed with %d: %s", self._owner.peer(self._channel), code, why,
+        self._owner.log_error("websocket from %s failed with %d: %s", peer_text(self._channel.peer), code, why,
                               level=logging.INFO)
         self.close_code, self.close_reason = code, why
         sendable = self._state == OPEN
@@ -380,7 +381,7 @@ class WebSocket:
         """End a websocket the client abandoned (idle timeout, close
         unanswered): a close frame if it can go out at once, then the
         connection is cut, which ends a receive() in progress."""
-        self._owner.log_error("closing websocket from %s: %s", self._owner.peer(self._channel), why,
+        self._owner.log_error("closing websocket from %s: %s", peer_text(self._channel.peer), why,
                               level=logging.INFO)
         if self._state == OPEN and not self._writing:
             try:

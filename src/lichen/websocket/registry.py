@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from lichen.hub import WorkQueue, get_hub
 from lichen.loop import Timer
+from lichen.server import peer_text
 from lichen.threadpool import Portal
 from lichen.websocket.compat import RawSocket
 from lichen.websocket.connection import CLOSING, OPEN, WebSocket
@@ -67,11 +68,6 @@ class Registry:
     def forget(self, ws: WebSocket) -> None:
         """`ws` is finished (WebSocket.finish)."""
         self.open.pop(ws, None)
-
-    def peer(self, channel: Any) -> str:
-        """The client's address for log lines."""
-        addr = channel.peer
-        return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr) or "unix"
 
     # The sweep ---------------------------------------------------------------------
     def _start_sweep(self) -> None:
