@@ -141,8 +141,8 @@ class Exchange:
             access = None  # (the handler's log_request() logs)
         else:
             # The fields live on in the environ: a request the app keeps
-            # waiting (long-poll, a stream) need not hold them twice. (A
-            # handler reads them: gevent's `headers`.)
+            # waiting (long-poll, a stream, a websocket) need not hold them
+            # twice. (A handler reads them: gevent's `headers`.)
             req.headers = _NO_FIELDS
             access = srv.access_log
             if access is not None and not access.enabled:
@@ -193,9 +193,6 @@ class Exchange:
         rest = parser.detach()  # (the connection never goes back to HTTP)
         srv.give_parser(parser)
         self.parser = None
-        # The fields live on in the environ: a websocket that waits for
-        # messages for hours need not keep them twice.
-        self.request.headers = _NO_FIELDS
         return srv.websockets.open_websocket(self.channel, hs, env, rest, self._switched)
 
     def _switched(self, head_bytes: int) -> None:
