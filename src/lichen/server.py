@@ -330,7 +330,7 @@ class StreamServer:
             if worker is cur:
                 continue
             channel.close()
-            if worker is not None and worker is not cur and not worker.dead:
+            if worker is not None and not worker.dead:
                 self._hub.run_callback(throw_if_alive, worker, GreenletExit())
         for channel in self._queue.close():  # (queued, never served: closed above already)
             channel.close()

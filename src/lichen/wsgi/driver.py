@@ -155,10 +155,11 @@ class Driver:
         """Serve the requests at the start of `data` (no partial request
         before it; None: nothing was read) that the C fast lane takes: plain
         heads, pipelined ones too. Returns the bytes from the first head it
-        declines on (b"" when none), or None when the connection closed. `data` may be a view of
-        the server's shared receive buffer: what is kept is copied out
-        before the app runs, since another connection may read into it; the
-        rest of a pipelined batch is copied once, then walked by offset."""
+        declines on (b"" when none), or None when the connection closed.
+        `data` may be a view of the server's shared receive buffer: what is
+        kept is copied out before the app runs, since another connection may
+        read into it; the rest of a pipelined batch is copied once, then
+        walked by offset."""
         if data is None:  # (_read_idle parked or closed the channel)
             return None
         srv = self.server
