@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 
 import apps
 import servers
-from measure import (KEEPALIVE, WrkResult, busy_mark, established, fmt_ms, fmt_ratio, fmt_rps, log,
-                     median, ratio, run_wrk)
+from measure import (KEEPALIVE, WrkResult, busy_mark, established, fmt_errors, fmt_growth, fmt_ms, fmt_ratio,
+                     fmt_rps, log, median, ratio, run_wrk)
 from servers import SERVERS, Running, ServerFailed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -294,12 +294,12 @@ def idle_markdown(idle: list[IdleResult], fd_notes: list[str]) -> list[str]:
     for r in idle:
         ka = r.baseline.rps if r.baseline else None
         rps = r.wrk.rps if r.wrk else None
-        errs = ", ".join(f"{k} {v}" for k, v in r.errors.items())
+        errs = fmt_errors(r.errors)
         busy = [f"{what}: other processes used {w.other_cpu:.2f} CPUs" for what, w in
                 (("while held", r.wrk), ("no-idle run", r.baseline)) if busy_mark(w)]
         note = "; ".join(x for x in (r.note, errs, r.wrk.error_text if r.wrk else "", *busy) if x)
         L.append(f"| {r.server} | {r.level:,} | {r.opened:,} | {r.held:,} | {'—' if r.answered is None else f'{r.answered:,}'} "
-                 f"| {(r.rss_after_kib - r.rss_before_kib) / 1024:,.1f} MiB | {fmt_ratio(r.kib_per_conn)} "
+                 f"| {fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_conn)} "
                  f"| {fmt_rps(rps)} | {fmt_rps(ka)} | {fmt_ratio(ratio(rps, ka))} | {fmt_ms(r.wrk.p99_ms if r.wrk else None)} | {note} |")
     return L + [""]
 
@@ -453,12 +453,12 @@ def longpoll_markdown(lp: list[LongPollResult], note: str) -> list[str]:
          "| req/s none parked | req/s while parked | parked/none, each repetition | p99 while parked | notes |",
          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in lp:
-        errs = ", ".join(f"{k} {v}" for k, v in r.errors.items())
+        errs = fmt_errors(r.errors)
         wrk_errs = "; ".join(w.error_text for w in r.none + r.parked_runs if w.error_text)
         L.append(f"| {r.server} | {r.parked if r.parked is not None else '—'} / "
                  f"{r.parked_after if r.parked_after is not None else '—'} of {r.count:,} | "
                  f"{'—' if r.pending is None else f'{r.pending:,}'} "
-                 f"| {(r.rss_after_kib - r.rss_before_kib) / 1024:,.1f} MiB | {fmt_ratio(r.kib_per_request)} "
+                 f"| {fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_request)} "
                  f"| {_each(r.none)} | {_each(r.parked_runs)} | {' / '.join(fmt_ratio(x) for x in r.ratios)} "
                  f"| {fmt_ms(median([w.p99_ms for w in r.parked_runs if w.p99_ms is not None]))} "
                  f"| {'; '.join(x for x in (r.note, errs, wrk_errs) if x)} |")

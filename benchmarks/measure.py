@@ -154,6 +154,16 @@ def busy_mark(w: WrkResult | None) -> str:
     return f" [other {w.other_cpu:.2f} CPU]" if w and (w.other_cpu or 0) > BUSY else ""
 
 
+def fmt_errors(errors: dict) -> str:
+    """Error counts for a report's notes column: 'timeout 3, reset 1'."""
+    return ", ".join(f"{k} {v}" for k, v in errors.items())
+
+
+def fmt_growth(before_kib: int, after_kib: int) -> str:
+    """An RSS growth for a report's table: '12.5 MiB'."""
+    return f"{(after_kib - before_kib) / 1024:,.1f} MiB"
+
+
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 

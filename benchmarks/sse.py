@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import servers
 from held import SSE_TARGET_MS, Clients, each_server, kib_each, merge_errors, wait_count
-from measure import KEEPALIVE, OtherCPU, fmt_ms, fmt_ratio, log, run_wrk
+from measure import BUSY, KEEPALIVE, OtherCPU, fmt_errors, fmt_growth, fmt_ms, fmt_ratio, log, run_wrk
 from servers import Running
 
 
@@ -117,12 +117,12 @@ def sse_markdown(sse: list[SSEResult], note: str) -> list[str]:
     for r in sse:
         for i, b in enumerate(r.broadcasts):
             first = i == 0
-            errs = ", ".join(f"{k} {v}" for k, v in {**(r.errors if first else {}), **b.errors}.items())
-            busy = f"other processes used {b.other_cpu:.2f} CPUs" if (b.other_cpu or 0) > 0.2 else ""
+            errs = fmt_errors({**(r.errors if first else {}), **b.errors})
+            busy = f"other processes used {b.other_cpu:.2f} CPUs" if (b.other_cpu or 0) > BUSY else ""
             p50, p99, last = r.summary(b)
             L.append(f"| {r.server if first else ''} | "
                      + (f"{r.opened:,} ({r.subscribers if r.subscribers is not None else '—'}) | "
-                        f"{(r.rss_after_kib - r.rss_before_kib) / 1024:,.1f} MiB | {fmt_ratio(r.kib_per_client)} | "
+                        f"{fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_client)} | "
                         if first else "| | | ")
                      + f"{i + 1} | {'—' if b.woken is None else f'{b.woken:,}'} | {len(b.latencies_ms):,} "
                      f"| {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_ms(last)} "
