@@ -60,10 +60,11 @@ test: setup testdeps
 	$(MAKE) --no-print-directory sanitize
 
 # Sanitizer run, also the last step of `make test` (about 25 s): the C
-# extensions lichen._ev, lichen._fasthead and lichen._fastenv (one per C file
-# in src/_http/, each named in SAN_HTTP) rebuilt with AddressSanitizer and
-# UBSan (every UB fatal) into $(SAN_DIR), the .venv build left alone; then the
-# fast-lane, environ, loop and hub tests against them (tests/sanitize_plugin.py
+# extensions lichen._ev, lichen._fasthead, lichen._fastenv and
+# lichen._fastresponse (one per C file in src/_http/, each named in SAN_HTTP)
+# rebuilt with AddressSanitizer and UBSan (every UB fatal) into $(SAN_DIR), the
+# .venv build left alone; then the fast-lane, environ, response, loop and hub
+# tests against them (tests/sanitize_plugin.py
 # makes the imports pick them), with the ASan runtime preloaded and
 # PYTHONMALLOC=malloc so that ASan also sees the buffers of Python objects.
 # pytest captures only sys.stdout/err, so a report reaches the terminal; the
@@ -74,8 +75,9 @@ test: setup testdeps
 SAN_DIR   := build/sanitize
 SAN_CC    ?= gcc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1
-SAN_HTTP  := head:_fasthead environ:_fastenv
-SAN_TESTS := tests/test_http_fastpath.py tests/test_wsgi_environ_c.py tests/test_loop.py tests/test_hub.py
+SAN_HTTP  := head:_fasthead environ:_fastenv response:_fastresponse
+SAN_TESTS := tests/test_http_fastpath.py tests/test_wsgi_environ_c.py tests/test_wsgi_response_c.py tests/test_loop.py \
+             tests/test_hub.py
 SAN_ENV    = LD_PRELOAD="$$($(SAN_CC) -print-file-name=libasan.so) $$($(SAN_CC) -print-file-name=libstdc++.so)" \
              ASAN_OPTIONS=detect_leaks=0:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86 \
              PYTHONMALLOC=malloc LICHEN_SANITIZED=$(SAN_DIR) PYTHONPATH=tests
@@ -109,4 +111,4 @@ callgrind: setup
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/lichen/_ev*.so src/lichen/_ev.c src/lichen/_ev.o src/lichen/_fastpath*.so \
-		src/lichen/_fasthead*.so src/lichen/_fastenv*.so
+		src/lichen/_fasthead*.so src/lichen/_fastenv*.so src/lichen/_fastresponse*.so

@@ -1,5 +1,5 @@
 # pytest plugin for `make sanitize`: `import lichen._ev`, `import
-# lichen._fasthead` and `import lichen._fastenv` load the AddressSanitizer/UBSan
+# lichen._fasthead`, `import lichen._fastenv` and `import lichen._fastresponse` load the AddressSanitizer/UBSan
 # builds found in the directory named by $LICHEN_SANITIZED instead of the
 # normal builds in src/lichen/.
 #
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 _DIR = os.path.abspath(os.environ.get("LICHEN_SANITIZED", "build/sanitize"))
-_NAMES = ("lichen._ev", "lichen._fasthead", "lichen._fastenv")
+_NAMES = ("lichen._ev", "lichen._fasthead", "lichen._fastenv", "lichen._fastresponse")
 
 
 class _SanitizedExtensions:
@@ -46,8 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import lichen._ev
     import lichen._fastenv
     import lichen._fasthead
+    import lichen._fastresponse
 
-    for module in (lichen._ev, lichen._fasthead, lichen._fastenv):
+    for module in (lichen._ev, lichen._fasthead, lichen._fastenv, lichen._fastresponse):
         where = os.path.dirname(os.path.abspath(module.__file__ or ""))
         if where != _DIR:
             raise pytest.UsageError(f"{module.__name__} was loaded from {where}, not the sanitized build in {_DIR}")

@@ -55,7 +55,7 @@ LAYERS: dict[str, set[str]] = {
     # HTTP over the transport.
     "lichen.wsgi": _CORE | {"lichen.http", "lichen.server", "lichen.proxy", "lichen.sync", "lichen.threadpool",
                             "lichen.stall", "lichen.websocket", "lichen._fastpath", "lichen._fastenv",
-                            "lichen._fasthead"},
+                            "lichen._fasthead", "lichen._fastresponse"},
     # Processes and the command line.
     "lichen.config": {"lichen.settings", "lichen.listeners", "lichen.compat", "lichen.hooks", "lichen.process",
                       "lichen.apploader"},

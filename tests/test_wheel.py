@@ -95,7 +95,7 @@ def test_the_wheel_is_named_for_lichens_version(wheel):
     assert wheel.name.startswith(f"lichen-{lichen.__version__}-")
 
 
-@pytest.mark.parametrize("prefix", ["lichen/_ev.", "lichen/_fasthead.", "lichen/_fastenv."])
+@pytest.mark.parametrize("prefix", ["lichen/_ev.", "lichen/_fasthead.", "lichen/_fastenv.", "lichen/_fastresponse."])
 def test_the_wheel_holds_each_c_extension(wheel, prefix):
     assert [n for n in names(wheel) if n.startswith(prefix) and n.endswith(".so")]
 
@@ -122,13 +122,13 @@ def test_the_wheel_metadata_names_the_licence_and_the_runtime_dependencies(wheel
 
 
 def test_the_installed_wheel_imports_from_the_venv_with_its_extensions(venv):
-    code = ("import lichen, lichen._ev, lichen._fasthead, lichen._fastenv, lichen.loop\n"
-            "for m in (lichen, lichen._ev, lichen._fasthead, lichen._fastenv): print(m.__file__)\n"
+    code = ("import lichen, lichen._ev, lichen._fasthead, lichen._fastenv, lichen._fastresponse, lichen.loop\n"
+            "for m in (lichen, lichen._ev, lichen._fasthead, lichen._fastenv, lichen._fastresponse): print(m.__file__)\n"
             "print(lichen.__version__, lichen.loop.libev_version())\n")
     out = run(venv / "env" / "bin" / "python", "-c", code, cwd=venv, env=clean_env()).splitlines()
     site = str(venv / "env" / "lib")
-    assert all(path.startswith(site) for path in out[:4]), out
-    assert out[4].startswith(lichen.__version__ + " (4, ")
+    assert all(path.startswith(site) for path in out[:5]), out
+    assert out[5].startswith(lichen.__version__ + " (4, ")
 
 
 def test_the_installed_command_prints_the_version(venv):
@@ -174,4 +174,4 @@ def test_a_wheel_builds_from_the_sdist_alone(sdist, tmp_path):
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", sdist, "-w", tmp_path, cwd=tmp_path)
     (built,) = tmp_path.glob("lichen-*.whl")
     extensions = sorted(n.split("/")[1].split(".")[0] for n in names(built) if n.endswith(".so"))
-    assert extensions == ["_ev", "_fastenv", "_fasthead"]
+    assert extensions == ["_ev", "_fastenv", "_fasthead", "_fastresponse"]

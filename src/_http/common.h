@@ -39,7 +39,7 @@ intern(PyObject **slot, const char *s)
  * (an object slot, unset until assigned), or -1 when the field is anything
  * else (a property, a class attribute, a __dict__ entry: read it with
  * getattr).  Never fails. */
-static Py_ssize_t
+static inline Py_ssize_t
 slot_offset(PyObject *cls, PyObject *name)
 {
     PyObject *d = PyObject_GetAttr(cls, name);

@@ -133,8 +133,9 @@ class Exchange:
             if ws is False:
                 return False  # refused: answered and closed
             keep = keep and ws is None
-        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes)
-        resp.will_close = self._will_close
+        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes, srv)
+        if has_body or req.expect_continue:
+            resp.will_close = self._will_close  # (that the server is stopping, the response asks itself)
         handler = srv.request_handler
         if handler is not None:
             handler = handler(self, env, resp)
@@ -219,23 +220,23 @@ class Exchange:
             self.sendall(CONTINUE_RESPONSE)
 
     def _will_close(self) -> bool:
-        """Asked when the response head is built: close after it? (The
-        server is stopping; the client still waits for a 100 Continue before
-        sending a body that will then never be read; or more of the body is
-        still unread than max_discard lets us drain.) Saying so in the head
-        beats a close the client did not expect."""
-        srv = self.server
-        if srv.stopping or (self.request.expect_continue and not self.continue_sent):
+        """Asked when the head of a response to a request with a body (or
+        Expect) is built: close after it? (The client still waits for a 100
+        Continue before sending a body that will then never be read; or more
+        of the body is still unread than max_discard lets us drain.) Saying
+        so in the head beats a close the client did not expect. (Whether the
+        server is stopping, the response asks its owner itself.)"""
+        if self.request.expect_continue and not self.continue_sent:
             return True
         length = self.undrainable
-        return length is not None and length - self.input.bytes_read > srv.settings.max_discard
+        return length is not None and length - self.input.bytes_read > self.server.settings.max_discard
 
     def _run_app(self, env: dict, resp: Response, handler: Any) -> bool:
         srv = self.server
         result = None
         try:
             if handler is None:
-                result = srv.wsgi_app(env, resp.start_response)
+                result = srv.wsgi_app(env, resp)  # (the response is the start_response callable)
             else:
                 env = handler.environ = handler.get_environ()
                 result = handler.run_application()
@@ -245,7 +246,9 @@ class Exchange:
                     self.channel.close()
                     return False
             if type(result) is list and not resp.head_sent and resp.status is not None:
-                resp.send_all_at_once(result[0] if len(result) == 1 else b"".join(result))
+                body = result[0] if len(result) == 1 else b"".join(result)
+                if not resp.whole(body):
+                    resp.send_all_at_once(body)
             elif (isinstance(result, FileWrapper) and not resp.head_sent and not self.channel.encrypted
                   and result.fileno() is not None):
                 self._send_file(resp, result)

@@ -6,23 +6,26 @@
 # Content-Length instead of chunked framing. FileWrapper bodies on plain
 # sockets go out with os.sendfile after the head. Body items may be any
 # bytes-like object: they become bytes here, on the way in, so every length
-# (framing, Content-Length, bytes_sent) counts bytes.
+# (framing, Content-Length, bytes_sent) counts bytes. The response's state,
+# start_response (the response object itself is the callable: no bound
+# method per request) and the common whole send (plain headers, a body known
+# whole, one send) are C (lichen._fastresponse, src/_http/response.c), which
+# only ever declines: whatever it does not take is answered here, and the
+# tests hold its bytes equal to this path's.
 from __future__ import annotations
 
 import logging
 import os
 from typing import Any, Callable
 
+from lichen._fastresponse import ResponseCore, ResponseStateError
 from lichen.http import FINISHED, SWITCHED, build_head, build_whole_response
+from lichen.http.framing import LengthFramer
 from lichen.http.response import body_bytes, framer_after_whole
 
 __all__ = ["FileWrapper", "Response", "ResponseStateError", "close_body"]
 
 log = logging.getLogger("lichen.error")
-
-
-class ResponseStateError(RuntimeError):
-    """The app broke a start_response rule (PEP 3333)."""
 
 
 def close_body(result: Any, whose: str) -> bool:
@@ -72,54 +75,37 @@ class FileWrapper:
             return None
 
 
-class Response:
-    """Response state of one request; `start_response` is its method."""
+class Response(ResponseCore):
+    """Response state of one request. The response itself is the
+    start_response callable an app is given (PEP 3333); `start_response`
+    is the same as a method. Built as
+    ``Response(send, request, keep_alive, date, server, owner=None)``:
+    `send(bytes)` sends everything or raises, `request` gives `method` and
+    `http_version`, `date` and `server` are the Date and Server values, and
+    `owner` (the server) closes the connection after the response once its
+    `stopping` is set. The state and the common whole send (`whole()`) are
+    lichen._fastresponse's; every other rule is here."""
 
-    __slots__ = ("status", "headers", "head_sent", "framer", "keep_alive", "_send", "_request",
-                 "_date", "_server", "bytes_sent", "will_close", "status_code", "head_bytes")
-
-    def __init__(self, send: Callable[[bytes], None], request: Any, keep_alive: bool,
-                 date: bytes, server: bytes | None) -> None:
-        self._send = send
-        self._request = request
-        self.keep_alive = keep_alive
-        self._date = date
-        self._server = server
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] | None = None
-        self.head_sent = False
-        self.framer: Any = None
-        self.bytes_sent = 0
-        self.status_code = 0
-        self.head_bytes = 0
-        # Asked once, when the head is built: must the connection close after
-        # this response anyway? (Set by the connection.)
-        self.will_close: Callable[[], bool] | None = None
+    __slots__ = ()
+    # (What whole() gives a response it sent: read by the C core.)
+    FINISHED = FINISHED
+    LengthFramer = LengthFramer
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         """PEP 3333 start_response."""
-        if exc_info:
-            try:
-                if self.head_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise ResponseStateError("start_response was already called (pass exc_info to replace the response)")
-        if not isinstance(status, str):
-            raise TypeError(f"status must be str, not {type(status).__name__}")
-        if not isinstance(headers, list):
-            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
-        self.status = status
-        self.headers = headers
-        return self.write
+        return self(status, headers, exc_info)
 
     def _keep_alive_now(self) -> bool:
         """Asked when the head is built: may the connection serve another
         request, as far as the request and the server are concerned?"""
         if self.status is None:
             raise ResponseStateError("the application did not call start_response before sending a body")
-        return self.keep_alive and not (self.will_close is not None and self.will_close())
+        if not self.keep_alive:
+            return False
+        owner = self._owner
+        if owner is not None and owner.stopping:
+            return False
+        return not (self.will_close is not None and self.will_close())
 
     def head(self, length: int | None, keep_alive: bool | None = None) -> bytes:
         """The head; `length` is the whole body's length when known, and
@@ -150,7 +136,10 @@ class Response:
             if data:
                 # Frameworks return an iterable whose one item is the whole
                 # body their Content-Length announces: then the response
-                # goes out complete, from the per-second cache, in one send.
+                # goes out complete in one send (the C core's, or from the
+                # per-second cache).
+                if self.whole(data, True):
+                    return
                 keep_alive = self._keep_alive_now()
                 req = self._request
                 whole = build_whole_response(self.status, self.headers or [], data,

@@ -1,0 +1,319 @@
+# Differential tests of the C response core (lichen._fastresponse), the base
+# of lichen.wsgi.response.Response: its start_response, and whole(), which
+# sends the common whole response in one piece and otherwise declines.
+# Strategy: the Python path is the oracle. An `Oracle` response is the same
+# class with whole() always declining, so it answers with the Python code
+# alone (send_all_at_once for a body known whole, write() for an iterable's
+# first item). Every generated response goes through `compare()`: where
+# whole() takes it, the bytes sent and the state left (status code,
+# keep-alive, head length, bytes sent, framer) are the oracle's, and the
+# oracle too sent it whole in one piece; where the oracle refuses it
+# (LocalProtocolError), whole() declined; whole() itself never raises on what
+# an app gives and leaves a declined response untouched. Responses come from
+# hypothesis: statuses, header names and values that are often valid and
+# sometimes not (CR, LF, NUL, non-latin-1, hop-by-hop, Content-Length right,
+# wrong, repeated, odd), bodies, HEAD and HTTP/1.0 requests, keep-alive, a
+# stopping server and a will_close answer. One test per start_response rule
+# and per decline follows.
+from __future__ import annotations
+
+import gc
+import sys
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lichen.http import LocalProtocolError
+from lichen.http.framing import LengthFramer
+from lichen.wsgi.response import FINISHED, Response, ResponseStateError
+
+DATE = b"Thu, 03 Dec 2026 08:00:00 GMT"
+
+
+@dataclass
+class Req:
+    method: str = "GET"
+    http_version: str = "1.1"
+
+
+class Owner:
+    def __init__(self, stopping: bool = False) -> None:
+        self.stopping = stopping
+
+
+class Oracle(Response):
+    """The Python path alone: whole() never takes a response."""
+
+    __slots__ = ()
+
+    def whole(self, body, declared=False):
+        return False
+
+
+def make(cls=Response, req=None, keep=True, server=b"lichen", owner=None, will_close=None):
+    sent: list[bytes] = []
+    r = cls(sent.append, req or Req(), keep, DATE, server, owner)
+    if will_close is not None:
+        r.will_close = will_close
+    return r, sent
+
+
+def state(r) -> tuple:
+    f = r.framer
+    framer = None if f is None else (type(f).__name__, f.complete, f.must_close)
+    return (r.head_sent, r.keep_alive, r.status_code, r.head_bytes, r.bytes_sent, framer)
+
+
+def oracle_answer(r, body: bytes, declared: bool) -> None:
+    if declared:
+        r.write(body)
+    else:
+        r.send_all_at_once(body)
+
+
+def compare(status, headers, body, declared=False, req=None, keep=True, server=b"lichen", stopping=False,
+            closes=None) -> bool:
+    """Answer the same response through whole() and through the oracle;
+    returns whether whole() took it."""
+    will_close = None if closes is None else (lambda: closes)
+    c, c_sent = make(req=req, keep=keep, server=server, owner=Owner(stopping), will_close=will_close)
+    o, o_sent = make(Oracle, req=req, keep=keep, server=server, owner=Owner(stopping), will_close=will_close)
+    c(status, headers)
+    o(status, headers)
+    before = state(c)
+    took = c.whole(body, declared)
+    try:
+        oracle_answer(o, body, declared)
+    except LocalProtocolError:
+        assert not took, "whole() sent a response the Python path refuses"
+        assert state(c) == before and c_sent == []
+        return False
+    if not took:
+        assert state(c) == before and c_sent == []
+        return False
+    assert len(o_sent) == 1, "whole() took a response the Python path does not send whole"
+    assert c_sent == o_sent
+    assert state(c) == state(o)
+    return True
+
+
+# -- generated responses ----------------------------------------------------------------------
+
+TOKEN = st.text(st.sampled_from("abcXYZ09-_.!#$%&'*+^`|~"), min_size=1, max_size=12)
+ODD_NAME = st.sampled_from(["", "Bad Name", "Bad:Name", "X\r\nY", "Nämé", "X\x00", "€uro", "Tab\tName"])
+SPECIAL = st.sampled_from(["Content-Length", "content-length", "CONTENT-LENGTH", "Date", "date", "Server",
+                           "SERVER", "Connection", "connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer",
+                           "Upgrade", "Proxy-Connection", "Content-Type", "Set-Cookie", "ETag"])
+NAME = st.one_of(TOKEN, TOKEN, TOKEN, SPECIAL, SPECIAL, ODD_NAME)
+VALUE = st.one_of(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+                  st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+                  st.text(st.characters(min_codepoint=0, max_codepoint=300), max_size=8),
+                  st.sampled_from(["close", "keep-alive", " 3 ", "\t3", "03", "-1", "3x", "", "９"]),
+                  st.integers(0, 40).map(str))
+PLAIN_HEADER = st.tuples(TOKEN.filter(lambda n: n.lower() != "te"),
+                         st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=20))
+HEADER = st.one_of(PLAIN_HEADER, PLAIN_HEADER, PLAIN_HEADER, st.tuples(NAME, VALUE))
+GOOD_STATUS = st.sampled_from(["200 OK", "201 Created", "404 Not Found", "500 Oops", "599 ", "302 Found",
+                                "200 Ünïcödé"])
+ODD_STATUS = st.sampled_from(["204 No Content", "304 Not Modified", "100 Continue", "200 OK\r\nX: y", "600 Nope",
+                              "099 Low", "20 OK", "200OK", "200 €", "2x0 OK", "200 nul\x00"])
+STATUS = st.one_of(GOOD_STATUS, GOOD_STATUS, GOOD_STATUS, ODD_STATUS, st.text(max_size=10))
+BODY = st.binary(max_size=40)
+REQ = st.builds(Req, st.sampled_from(["GET", "GET", "POST", "HEAD"]), st.sampled_from(["1.1", "1.1", "1.1", "1.0"]))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(STATUS, st.lists(HEADER, max_size=6), BODY, st.booleans(), st.booleans(), REQ, st.booleans(),
+       st.sampled_from([b"lichen", None]), st.booleans(), st.sampled_from([None, False, True]))
+def test_whole_sends_what_the_python_path_sends_or_declines(status, headers, body, own_length, declared, req, keep,
+                                                            server, stopping, closes):
+    if own_length:  # (the app's own, right Content-Length: what an iterable's first item needs)
+        headers = headers + [("Content-Length", str(len(body)))]
+    compare(status, headers, body, declared, req, keep, server, stopping, closes)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(TOKEN, st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=20)),
+                max_size=8), BODY, st.booleans(), st.booleans())
+def test_whole_takes_plain_responses_of_any_valid_headers(headers, body, keep, stopping):
+    headers = [(n, v) for n, v in headers if n.lower() not in
+               ("content-length", "connection", "keep-alive", "te", "trailer", "upgrade", "transfer-encoding")]
+    assert compare("200 OK", headers, body, keep=keep, stopping=stopping)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(TOKEN, NAME, st.text(max_size=6)), st.text(st.characters(min_codepoint=0, max_codepoint=300),
+                                                           max_size=6), BODY)
+def test_whole_judges_one_header_of_any_characters_as_the_python_path_does(name, value, body):
+    compare("200 OK", [(name, value)], body)
+
+
+# -- what whole() takes -----------------------------------------------------------------------
+
+def test_a_list_body_gets_its_content_length_date_and_server():
+    r, sent = make()
+    r("200 OK", [("Content-Type", "text/plain")])
+    assert r.whole(b"hello")
+    assert sent == [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nDate: " + DATE +
+                    b"\r\nServer: lichen\r\n\r\nhello"]
+    assert (r.status_code, r.keep_alive, r.bytes_sent, r.framer) == (200, True, 5, FINISHED)
+
+
+def test_the_apps_own_content_length_date_and_server_stay_where_it_put_them():
+    r, sent = make()
+    r("200 OK", [("Server", "mine"), ("Content-Length", "2"), ("Date", "today")])
+    assert r.whole(b"ok")
+    assert sent == [b"HTTP/1.1 200 OK\r\nServer: mine\r\nContent-Length: 2\r\nDate: today\r\n\r\nok"]
+
+
+def test_an_iterables_first_item_is_whole_only_when_the_apps_content_length_says_so():
+    r, sent = make()
+    r("200 OK", [("Content-Length", "3")])
+    assert r.whole(b"abc", True)
+    assert isinstance(r.framer, LengthFramer) and r.framer.complete
+    r.framer.frame(b"more")  # (an item after the declared body)
+    assert r.framer.must_close
+    r2, _ = make()
+    r2("200 OK", [])
+    assert not r2.whole(b"abc", True)
+
+
+def test_a_stopping_owner_or_will_close_makes_the_head_say_connection_close():
+    for owner, will_close in ((Owner(True), None), (Owner(False), lambda: True)):
+        r, sent = make(owner=owner, will_close=will_close)
+        r("200 OK", [])
+        assert r.whole(b"")
+        assert sent[0].endswith(b"Connection: close\r\n\r\n") and r.keep_alive is False
+
+
+def test_will_close_is_not_asked_when_the_request_does_not_keep_the_connection():
+    asked = []
+    r, sent = make(keep=False, will_close=lambda: asked.append(1))
+    r("200 OK", [])
+    assert r.whole(b"x") and asked == [] and b"Connection: close\r\n" in sent[0]
+
+
+def test_an_error_from_send_propagates_after_the_head_counts_as_sent():
+    def send(data):
+        raise ConnectionResetError("gone")
+
+    r = Response(send, Req(), True, DATE, b"lichen")
+    r("200 OK", [])
+    with pytest.raises(ConnectionResetError):
+        r.whole(b"abc")
+    assert r.head_sent and r.bytes_sent == 0
+
+
+# -- what whole() declines --------------------------------------------------------------------
+
+@pytest.mark.parametrize("req, status, headers, body", [
+    (Req("HEAD"), "200 OK", [], b"x"),
+    (Req("GET", "1.0"), "200 OK", [], b"x"),
+    (Req(), "204 No Content", [], b""),
+    (Req(), "304 Not Modified", [], b""),
+    (Req(), "101 Switching Protocols", [], b""),
+    (Req(), "200 OK", [("Connection", "close")], b"x"),
+    (Req(), "200 OK", [("Transfer-Encoding", "chunked")], b"x"),
+    (Req(), "200 OK", [("Content-Length", "2"), ("Content-Length", "2")], b"xx"),
+    (Req(), "200 OK", [("Content-Length", "3")], b"xx"),
+    (Req(), "200 OK", [("Content-Length", "x")], b"xx"),
+    (Req(), "200 OK", [["X-List", "pair"]], b"x"),
+    (Req(), "200 OK", [("X-Many", "v")] * 65, b"x"),
+    (Req(), "200 OK", [("X-Bad", "a\r\nb")], b"x"),
+    (Req(), "200 OK", [("X-Bad", "a\rb")], b"x"),
+    (Req(), "200 OK", [("X-Bad", "a\nb")], b"x"),
+    (Req(), "200 OK", [("X-Bad", "a\x00b")], b"x"),
+    (Req(), "200 OK", [("X Bad", "v")], b"x"),
+    (Req(), "200 OK", [("X\x00Bad", "v")], b"x"),
+    (Req(), "200 OK", [("", "v")], b"x"),
+    (Req(), "200 nul\x00", [], b"x"),
+    (Req(), "200 cr\r", [], b"x"),
+    (Req(), "200 OK", [("X-Wide", "€")], b"x"),
+    (Req(), "2000 OK", [], b"x"),
+    (Req(), "200 OK", [], bytearray(b"x")),
+])
+def test_whole_declines_what_the_python_path_must_answer(req, status, headers, body):
+    r, sent = make(req=req)
+    r(status, headers)
+    before = state(r)
+    assert r.whole(body) is False
+    assert sent == [] and state(r) == before
+
+
+def test_whole_declines_before_start_response_and_after_the_head():
+    r, sent = make()
+    assert not r.whole(b"x")
+    r("200 OK", [])
+    assert r.whole(b"x")
+    assert not r.whole(b"y") and len(sent) == 1
+
+
+# -- start_response ---------------------------------------------------------------------------
+
+def test_calling_the_response_is_start_response_and_returns_write():
+    r, _ = make()
+    write = r("200 OK", [("A", "b")])
+    assert write == r.write and (r.status, r.headers) == ("200 OK", [("A", "b")])
+    r2, _ = make()
+    assert r2.start_response("201 Created", []) == r2.write and r2.status == "201 Created"
+
+
+def test_a_second_start_response_without_exc_info_is_an_error():
+    r, _ = make()
+    r("200 OK", [])
+    with pytest.raises(ResponseStateError, match="already called"):
+        r("500 Oops", [])
+    assert issubclass(ResponseStateError, RuntimeError) and ResponseStateError.__module__ == "lichen.wsgi.response"
+
+
+def test_exc_info_replaces_the_response_before_the_head_went_out():
+    r, _ = make()
+    r("200 OK", [])
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        r("500 Oops", [("X", "y")], sys.exc_info())
+    assert r.status == "500 Oops"
+
+
+def test_exc_info_after_the_head_went_out_raises_it_with_its_traceback():
+    r, _ = make()
+    r("200 OK", [])
+    r.whole(b"x")
+    try:
+        raise KeyError("late")
+    except KeyError:
+        info = sys.exc_info()
+    with pytest.raises(KeyError, match="late") as caught:
+        r("500 Oops", [], info)
+    assert caught.value is info[1] and caught.value.__traceback__ is not None
+
+
+@pytest.mark.parametrize("status, headers, error", [
+    (b"200 OK", [], "status must be str"),
+    ("200 OK", (("A", "b"),), "headers must be a list"),
+])
+def test_start_response_type_errors(status, headers, error):
+    r, _ = make()
+    with pytest.raises(TypeError, match=error):
+        r(status, headers)
+
+
+def test_a_response_in_a_cycle_with_its_send_is_collected():
+    freed = []
+
+    class Holder:
+        def send(self, data):
+            pass
+
+        def __del__(self):
+            freed.append(1)
+
+    h = Holder()
+    h.resp = Response(h.send, Req(), True, DATE, None, h)
+    h.resp("200 OK", [])
+    del h
+    gc.collect()
+    assert freed == [1]
