@@ -61,6 +61,7 @@ class FakeSocket:
     """The deadline surface of lichen.socket over scripted input."""
 
     encrypted = False
+    raw = None  # (no stdlib socket to try first: every byte goes through send_all_by, recorded)
 
     def __init__(self, script: Iterable[Any] = (), clock: Clock | None = None) -> None:
         self.script: list[Any] = list(script)

@@ -317,3 +317,90 @@ def test_a_response_in_a_cycle_with_its_send_is_collected():
     del h
     gc.collect()
     assert freed == [1]
+
+
+# -- the raw socket whole() tries first -------------------------------------------------------
+
+class Raw:
+    """A socket whose send() takes `take` bytes at most, or raises `error`."""
+
+    def __init__(self, take: int | None = None, error: BaseException | None = None) -> None:
+        self.take, self.error, self.got = take, error, []
+
+    def send(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        n = len(data) if self.take is None else min(self.take, len(data))
+        self.got.append(data[:n])
+        return n
+
+
+def with_raw(raw: Raw):
+    sent: list[bytes] = []
+    r = Response(sent.append, Req(), True, DATE, None, None, raw)
+    r("200 OK", [("Content-Length", "5")])
+    return r, sent
+
+
+def test_a_whole_response_the_raw_socket_takes_never_reaches_send():
+    raw = Raw()
+    r, sent = with_raw(raw)
+    assert r.whole(b"hello")
+    assert sent == [] and raw.got == [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"]
+    assert r.bytes_sent == 5
+
+
+def test_after_a_short_raw_send_the_rest_goes_to_send():
+    raw = Raw(take=7)
+    r, sent = with_raw(raw)
+    assert r.whole(b"hello")
+    assert raw.got[0] + sent[0] == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"
+
+
+@pytest.mark.parametrize("error", [BlockingIOError(), BrokenPipeError(), OSError(9, "Bad file descriptor")])
+def test_after_a_raw_send_error_send_gets_everything(error):
+    r, sent = with_raw(Raw(error=error))
+    assert r.whole(b"hello")
+    assert sent == [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"]
+
+
+def test_an_interrupt_during_the_raw_send_propagates():
+    r, sent = with_raw(Raw(error=KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        r.whole(b"hello")
+    assert sent == []
+
+
+# -- must_close and the date ------------------------------------------------------------------
+
+def test_must_close_follows_the_framer():
+    r, _ = make()
+    assert r.must_close is False  # (no framer yet)
+    r.framer = LengthFramer(3)
+    assert r.must_close is True  # incomplete
+    r.framer.frame(b"abc")
+    assert r.must_close is False
+    r.framer.frame(b"d")
+    assert r.must_close is True  # overflowed
+
+
+@given(st.floats(0, 253402300799.99))
+def test_http_date_is_the_imf_fixdate_of_the_second(t):
+    from email.utils import formatdate
+
+    from lichen._fastresponse import http_date
+
+    assert http_date(t) == formatdate(int(t), usegmt=True).encode("ascii")
+
+
+def test_http_date_of_now_is_this_seconds_and_refuses_what_no_date_can_say():
+    import time
+
+    from lichen._fastresponse import http_date
+
+    before = http_date(time.time())
+    now = http_date()
+    assert now in (before, http_date(time.time()))
+    for bad in (-1, 253402300800, float("nan")):
+        with pytest.raises(ValueError):
+            http_date(bad)

@@ -17,10 +17,11 @@
  */
 #include "common.h"
 #include <string.h>
+#include <time.h>
 
 static PyObject *StateError;  /* lichen.wsgi.response.ResponseStateError */
 static PyObject *s_write, *s_method, *s_http_version, *s_stopping, *s_with_traceback, *s_finished,
-    *s_length_framer, *s_head, *s_v11;
+    *s_length_framer, *s_head, *s_v11, *s_send, *s_must_close, *s_complete;
 
 typedef struct {
     PyObject_HEAD
@@ -33,6 +34,7 @@ typedef struct {
     PyObject *server;      /* Server field value (bytes) or None */
     PyObject *will_close;  /* None, or asked when the head is built: close after it? */
     PyObject *owner;       /* None, or an object whose `stopping` closes the connection */
+    PyObject *raw;         /* None, or a non-blocking socket whose send() whole() tries first */
     Py_ssize_t bytes_sent;
     Py_ssize_t head_bytes;
     int status_code;
@@ -50,9 +52,10 @@ assign(PyObject **slot, PyObject *value)
 static int
 ResponseCore_init(ResponseCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"send", "request", "keep_alive", "date", "server", "owner", NULL};
-    PyObject *send, *request, *keep, *date, *server, *owner = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|O", kwlist, &send, &request, &keep, &date, &server, &owner))
+    static char *kwlist[] = {"send", "request", "keep_alive", "date", "server", "owner", "raw", NULL};
+    PyObject *send, *request, *keep, *date, *server, *owner = Py_None, *raw = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OO", kwlist, &send, &request, &keep, &date, &server, &owner,
+                                     &raw))
         return -1;
     int k = PyObject_IsTrue(keep);
     if (k < 0)
@@ -62,6 +65,7 @@ ResponseCore_init(ResponseCore *self, PyObject *args, PyObject *kwds)
     assign(&self->date, date);
     assign(&self->server, server);
     assign(&self->owner, owner);
+    assign(&self->raw, raw);
     assign(&self->status, Py_None);
     assign(&self->headers, Py_None);
     assign(&self->framer, Py_None);
@@ -85,6 +89,7 @@ ResponseCore_traverse(ResponseCore *self, visitproc visit, void *arg)
     Py_VISIT(self->server);
     Py_VISIT(self->will_close);
     Py_VISIT(self->owner);
+    Py_VISIT(self->raw);
     return 0;
 }
 
@@ -100,6 +105,7 @@ ResponseCore_clear(ResponseCore *self)
     Py_CLEAR(self->server);
     Py_CLEAR(self->will_close);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->raw);
     return 0;
 }
 
@@ -159,6 +165,18 @@ ResponseCore_call(ResponseCore *self, PyObject *args, PyObject *kwds)
     Py_INCREF(headers);
     Py_SETREF(self->headers, headers);
     return PyObject_GetAttr((PyObject *)self, s_write);
+}
+
+/* Whether obj.name is true: 1 or 0, -1 with an error set. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
 }
 
 /* RFC 9110 5.6.2 tchar. */
@@ -253,6 +271,51 @@ put(char **p, const void *src, Py_ssize_t n)
 {
     memcpy(*p, src, (size_t)n);
     *p += n;
+    return 0;
+}
+
+/* Send all of `out` (a new reference, consumed): one try on the raw socket
+ * when there is one, then `send` for whatever it did not take (the rest
+ * after a short send; everything after EAGAIN or an error, which `send`
+ * then meets again and reports in its own terms). -1 with an error set. */
+static int
+send_all(ResponseCore *self, PyObject *out)
+{
+    Py_ssize_t len = PyBytes_GET_SIZE(out), done = 0;
+    if (self->raw != Py_None) {
+        PyObject *n = PyObject_CallMethodOneArg(self->raw, s_send, out);
+        if (n == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_OSError)) {  /* (KeyboardInterrupt from a signal, say) */
+                Py_DECREF(out);
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        else {
+            done = PyLong_AsSsize_t(n);
+            Py_DECREF(n);
+            if (done < 0 || done > len) {
+                Py_DECREF(out);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "socket.send() returned a count out of range");
+                return -1;
+            }
+            if (done == len) {
+                Py_DECREF(out);
+                return 0;
+            }
+        }
+    }
+    if (done) {
+        Py_SETREF(out, PyBytes_FromStringAndSize(PyBytes_AS_STRING(out) + done, len - done));
+        if (out == NULL)
+            return -1;
+    }
+    PyObject *r = PyObject_CallOneArg(self->send, out);
+    Py_DECREF(out);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
     return 0;
 }
 
@@ -372,11 +435,7 @@ ResponseCore_whole(ResponseCore *self, PyObject *const *args, Py_ssize_t nargs)
 
     int keep = self->keep_alive;
     if (keep && self->owner != Py_None) {
-        PyObject *stopping = PyObject_GetAttr(self->owner, s_stopping);
-        if (stopping == NULL)
-            return NULL;
-        int t = PyObject_IsTrue(stopping);
-        Py_DECREF(stopping);
+        int t = attr_true(self->owner, s_stopping);
         if (t < 0)
             return NULL;
         keep = !t;
@@ -460,11 +519,8 @@ ResponseCore_whole(ResponseCore *self, PyObject *const *args, Py_ssize_t nargs)
     self->keep_alive = (char)keep;
     self->head_bytes = head_len;
     self->head_sent = 1;
-    PyObject *r = PyObject_CallOneArg(self->send, out);
-    Py_DECREF(out);
-    if (r == NULL)
+    if (send_all(self, out) < 0)
         return NULL;
-    Py_DECREF(r);
     self->bytes_sent += body_len;
     Py_RETURN_TRUE;
 }
@@ -492,10 +548,28 @@ set_flag(ResponseCore *self, PyObject *value, void *which)
     return 0;
 }
 
+/* The body's framing went wrong (too short or cut): close after. */
+static PyObject *
+get_must_close(ResponseCore *self, void *closure)
+{
+    PyObject *f = self->framer;
+    if (f == Py_None)
+        Py_RETURN_FALSE;
+    int t = attr_true(f, s_must_close);
+    if (t == 0) {
+        t = attr_true(f, s_complete);
+        if (t >= 0)
+            t = !t;
+    }
+    return t < 0 ? NULL : PyBool_FromLong(t);
+}
+
 static PyGetSetDef ResponseCore_getset[] = {
     {"head_sent", (getter)get_flag, (setter)set_flag, "Whether the head went out (or was framed to go out).",
      (void *)1},
     {"keep_alive", (getter)get_flag, (setter)set_flag, "Whether the connection may serve another request.", NULL},
+    {"must_close", (getter)get_must_close, NULL, "The body's framing went wrong (too short or cut): close after.",
+     NULL},
     {NULL},
 };
 
@@ -513,6 +587,7 @@ static PyMemberDef ResponseCore_members[] = {
     {"_date", T_OBJECT, offsetof(ResponseCore, date), READONLY, NULL},
     {"_server", T_OBJECT, offsetof(ResponseCore, server), READONLY, NULL},
     {"_owner", T_OBJECT, offsetof(ResponseCore, owner), READONLY, NULL},
+    {"_raw", T_OBJECT, offsetof(ResponseCore, raw), READONLY, NULL},
     {NULL},
 };
 
@@ -529,7 +604,7 @@ static PyTypeObject ResponseCoreType = {
     .tp_name = "lichen._fastresponse.ResponseCore",
     .tp_basicsize = sizeof(ResponseCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "ResponseCore(send, request, keep_alive, date, server, owner=None)\n\n"
+    .tp_doc = "ResponseCore(send, request, keep_alive, date, server, owner=None, raw=None)\n\n"
               "The state of one response; calling it is start_response (PEP 3333).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ResponseCore_init,
@@ -542,11 +617,65 @@ static PyTypeObject ResponseCoreType = {
     .tp_getset = ResponseCore_getset,
 };
 
+/* The Date value of this second (RFC 9110 5.6.7 IMF-fixdate), made once a
+ * second: English names whatever the locale. */
+static PyObject *date_cached;
+static long long date_second = -1;
+
+static PyObject *
+http_date(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    long long second;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "http_date(timestamp=None)");
+        return NULL;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        double t = PyFloat_AsDouble(args[0]);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(t >= 0.0 && t < 253402300800.0))  /* (years 1970 to 9999) */
+            return PyErr_Format(PyExc_ValueError, "timestamp out of range: %R", args[0]);
+        second = (long long)t;
+    }
+    else {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        second = (long long)now.tv_sec;
+        if (second == date_second && date_cached != NULL)
+            return Py_NewRef(date_cached);
+    }
+    time_t tt = (time_t)second;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL)
+        return PyErr_Format(PyExc_ValueError, "timestamp out of range: %lld", second);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+                     months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    PyObject *out = PyBytes_FromStringAndSize(buf, n);
+    if (out != NULL && !(nargs == 1 && args[0] != Py_None)) {
+        Py_XSETREF(date_cached, Py_NewRef(out));
+        date_second = second;
+    }
+    return out;
+}
+
+static PyMethodDef fastresponse_functions[] = {
+    {"http_date", (PyCFunction)(void (*)(void))http_date, METH_FASTCALL,
+     "http_date(timestamp=None) -> bytes\n\n"
+     "The Date header value (IMF-fixdate) of `timestamp`, or of now (made once a second)."},
+    {NULL},
+};
+
 static struct PyModuleDef fastresponse_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "lichen._fastresponse",
     .m_doc = "The state of a WSGI response, its start_response and whole sends (see ResponseCore).",
     .m_size = -1,
+    .m_methods = fastresponse_functions,
 };
 
 PyMODINIT_FUNC
@@ -555,7 +684,8 @@ PyInit__fastresponse(void)
     if (intern(&s_write, "write") < 0 || intern(&s_method, "method") < 0 ||
         intern(&s_http_version, "http_version") < 0 || intern(&s_stopping, "stopping") < 0 ||
         intern(&s_with_traceback, "with_traceback") < 0 || intern(&s_finished, "FINISHED") < 0 ||
-        intern(&s_length_framer, "LengthFramer") < 0 || intern(&s_head, "HEAD") < 0 || intern(&s_v11, "1.1") < 0)
+        intern(&s_length_framer, "LengthFramer") < 0 || intern(&s_head, "HEAD") < 0 || intern(&s_v11, "1.1") < 0 ||
+        intern(&s_send, "send") < 0 || intern(&s_must_close, "must_close") < 0 || intern(&s_complete, "complete") < 0)
         return NULL;
     StateError = PyErr_NewExceptionWithDoc("lichen.wsgi.response.ResponseStateError",
                                            "The app broke a start_response rule (PEP 3333).", PyExc_RuntimeError,

@@ -51,9 +51,12 @@ class socket(FileMethods):
     """A cooperative socket with the stdlib socket's interface.
 
     Blocking calls block only the calling greenlet. Create it like a stdlib
-    socket, or wrap an existing one with `socket(sock=stdlib_socket)`."""
+    socket, or wrap an existing one with `socket(sock=stdlib_socket)`.
+    `raw` is the non-blocking stdlib socket underneath (an ssl.SSLSocket
+    under TLS), for a caller that tries an operation before it waits; it is
+    a plain attribute (read on hot paths), never to be assigned."""
 
-    __slots__ = ("_sock", "_hub", "_rio", "_wio", "_timer", "_timeout", "_io_refs", "_closed", "__weakref__")
+    __slots__ = ("raw", "_hub", "_rio", "_wio", "_timer", "_timeout", "_io_refs", "_closed", "__weakref__")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, sock: _stdlib.socket | None = None) -> None:
@@ -61,7 +64,7 @@ class socket(FileMethods):
             sock = _stdlib.socket(family, type, proto, fileno)
         if sock.gettimeout() != 0.0:  # (accepted sockets already are non-blocking: spare the ioctl)
             sock.setblocking(False)
-        self._sock = sock
+        self.raw = sock
         self._hub: Hub = get_hub()
         self._rio: Io | None = None
         self._wio: Io | None = None
@@ -84,11 +87,11 @@ class socket(FileMethods):
         if events == READ:
             w = self._rio
             if w is None:
-                w = self._rio = Io(self._hub.loop, self._sock.fileno(), READ)
+                w = self._rio = Io(self._hub.loop, self.raw.fileno(), READ)
         else:
             w = self._wio
             if w is None:
-                w = self._wio = Io(self._hub.loop, self._sock.fileno(), WRITE)
+                w = self._wio = Io(self._hub.loop, self.raw.fileno(), WRITE)
         if w.active:
             raise RuntimeError(f"another greenlet is already waiting to {'read from' if events == READ else 'write to'} this socket")
         if timeout is None:
@@ -131,7 +134,7 @@ class socket(FileMethods):
         """Read what is there without waiting: the count (0 at EOF or
         after a reset), or None when nothing has arrived yet."""
         try:
-            return self._sock.recv_into(buffer, nbytes)
+            return self.raw.recv_into(buffer, nbytes)
         except BlockingIOError:
             return None
         except (ConnectionResetError, ConnectionAbortedError):
@@ -149,7 +152,7 @@ class socket(FileMethods):
     def has_pending_input(self) -> bool:
         """Whether bytes (or EOF) are readable right now."""
         try:
-            self._sock.recv(1, _stdlib.MSG_PEEK)  # b"" at EOF: news as well
+            self.raw.recv(1, _stdlib.MSG_PEEK)  # b"" at EOF: news as well
             return True
         except (BlockingIOError, InterruptedError):
             return False
@@ -160,7 +163,7 @@ class socket(FileMethods):
         """Up to `size` bytes that are already here, left unread (b"" when
         none are here yet, or at EOF: tell them apart with has_pending_input)."""
         try:
-            return self._sock.recv(size, _stdlib.MSG_PEEK)
+            return self.raw.recv(size, _stdlib.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return b""
 
@@ -168,7 +171,7 @@ class socket(FileMethods):
         """Send all of `data`; TimeoutError when the peer takes nothing for
         `write_timeout` seconds (progress restarts the clock: a slow reader is
         served, one that stopped reading is not)."""
-        sock = self._sock
+        sock = self.raw
         try:
             sent = sock.send(data, flags)
         except BlockingIOError:
@@ -191,7 +194,7 @@ class socket(FileMethods):
         """os.sendfile of `count` bytes of `fd` from `offset`, with the
         progress-reset write timeout of send_all_by; returns the bytes sent
         (fewer if the file is shorter)."""
-        sockfd = self._sock.fileno()
+        sockfd = self.raw.fileno()
         total = 0
         deadline = time.monotonic() + write_timeout
         while total < count:
@@ -220,7 +223,7 @@ class socket(FileMethods):
         An idle keep-alive connection costs just this."""
         w = self._rio
         if w is None:
-            w = self._rio = Io(self._hub.loop, self._sock.fileno(), READ)
+            w = self._rio = Io(self._hub.loop, self.raw.fileno(), READ)
         w.callback = callback
         w.start(READ)
 
@@ -255,11 +258,11 @@ class socket(FileMethods):
             self.close()
 
     def _half_close(self) -> None:
-        self._sock.shutdown(_stdlib.SHUT_WR)
+        self.raw.shutdown(_stdlib.SHUT_WR)
 
     # Reading ----------------------------------------------------------------
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        sock = self._sock
+        sock = self.raw
         while True:
             try:
                 return sock.recv(bufsize, flags)
@@ -267,7 +270,7 @@ class socket(FileMethods):
                 self._wait_read()
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        sock = self._sock
+        sock = self.raw
         while True:
             try:
                 return sock.recv_into(buffer, nbytes, flags)
@@ -277,20 +280,20 @@ class socket(FileMethods):
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         while True:
             try:
-                return self._sock.recvfrom(bufsize, flags)
+                return self.raw.recvfrom(bufsize, flags)
             except BlockingIOError:
                 self._wait_read()
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         while True:
             try:
-                return self._sock.recvfrom_into(buffer, nbytes, flags)
+                return self.raw.recvfrom_into(buffer, nbytes, flags)
             except BlockingIOError:
                 self._wait_read()
 
     # Writing ----------------------------------------------------------------
     def send(self, data: Any, flags: int = 0) -> int:
-        sock = self._sock
+        sock = self.raw
         while True:
             try:
                 return sock.send(data, flags)
@@ -300,13 +303,13 @@ class socket(FileMethods):
     def sendto(self, data: Any, *args: Any) -> int:
         while True:
             try:
-                return self._sock.sendto(data, *args)
+                return self.raw.sendto(data, *args)
             except BlockingIOError:
                 self._wait_write()
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of `data`; a timeout bounds the whole call, as in the stdlib."""
-        sock = self._sock
+        sock = self.raw
         try:
             sent = sock.send(data, flags)
         except BlockingIOError:
@@ -334,7 +337,7 @@ class socket(FileMethods):
 
     # Connections ------------------------------------------------------------
     def accept(self) -> tuple[socket, Any]:
-        sock = self._sock
+        sock = self.raw
         while True:
             try:
                 conn, addr = sock.accept()
@@ -353,8 +356,8 @@ class socket(FileMethods):
         in the stdlib)."""
         if self._closed:
             return errno.EBADF
-        address = resolve_for(self._sock, address)
-        sock = self._sock
+        address = resolve_for(self.raw, address)
+        sock = self.raw
         err = sock.connect_ex(address)
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, errno.EAGAIN):
             if self._timeout == 0.0:
@@ -364,13 +367,13 @@ class socket(FileMethods):
         return err
 
     def bind(self, address: Any) -> None:
-        self._sock.bind(address)
+        self.raw.bind(address)
 
     def listen(self, backlog: int = 128) -> None:
-        self._sock.listen(backlog)
+        self.raw.listen(backlog)
 
     def shutdown(self, how: int) -> None:
-        self._sock.shutdown(how)
+        self.raw.shutdown(how)
 
     # Closing ----------------------------------------------------------------
     def _cancel_waiters(self) -> None:
@@ -398,7 +401,7 @@ class socket(FileMethods):
     def _real_close(self) -> None:
         if not self._hub.loop.destroyed:
             self._cancel_waiters()
-        self._sock.close()
+        self.raw.close()
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
@@ -411,7 +414,7 @@ class socket(FileMethods):
         self._closed = True
         if not self._hub.loop.destroyed:
             self._cancel_waiters()
-        return self._sock.detach()
+        return self.raw.detach()
 
     @property
     def closed(self) -> bool:
@@ -451,40 +454,35 @@ class socket(FileMethods):
         return self._timeout != 0.0
 
     def fileno(self) -> int:
-        return self._sock.fileno()
+        return self.raw.fileno()
 
     def getsockname(self) -> Any:
-        return self._sock.getsockname()
+        return self.raw.getsockname()
 
     def getpeername(self) -> Any:
-        return self._sock.getpeername()
+        return self.raw.getpeername()
 
     def setsockopt(self, *args: Any) -> None:
-        self._sock.setsockopt(*args)
+        self.raw.setsockopt(*args)
 
     def getsockopt(self, *args: Any) -> Any:
-        return self._sock.getsockopt(*args)
+        return self.raw.getsockopt(*args)
 
     @property
     def family(self) -> int:
-        return self._sock.family
+        return self.raw.family
 
     @property
     def type(self) -> int:
-        return self._sock.type
+        return self.raw.type
 
     @property
     def proto(self) -> int:
-        return self._sock.proto
-
-    @property
-    def raw(self) -> _stdlib.socket:
-        """The underlying non-blocking stdlib socket."""
-        return self._sock
+        return self.raw.proto
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"fd={self._sock.fileno()}"
-        return f"<lichen.socket {state} family={self._sock.family!r} timeout={self._timeout}>"
+        state = "closed" if self._closed else f"fd={self.raw.fileno()}"
+        return f"<lichen.socket {state} family={self.raw.family!r} timeout={self._timeout}>"
 
 
 # Helpers ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ __all__ = ["FileMethods"]
 
 class FileMethods:
     """makefile() and sendfile() for lichen.socket.socket (a mixin: the
-    socket provides _sock, _wait, _io_refs and sendall)."""
+    socket provides raw, _wait, _io_refs and sendall)."""
 
     __slots__ = ()
 
@@ -38,7 +38,7 @@ class FileMethods:
             return 0
         blocksize = min(count or fsize, fsize, 1 << 30)
         total = 0
-        sockno = self._sock.fileno()
+        sockno = self.raw.fileno()
         try:
             while True:
                 if count:

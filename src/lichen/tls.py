@@ -33,8 +33,8 @@ class SSLSocket(socket):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._handshake_done = False
-        self.server_side = bool(getattr(self._sock, "server_side", False))
-        self.context = getattr(self._sock, "context", None)
+        self.server_side = bool(getattr(self.raw, "server_side", False))
+        self.context = getattr(self.raw, "context", None)
 
     def _retry(self, fn: Callable[..., Any], *args: Any) -> Any:
         while True:
@@ -50,7 +50,7 @@ class SSLSocket(socket):
 
     def do_handshake(self) -> None:
         """Run the TLS handshake (once)."""
-        self._retry(self._sock.do_handshake)  # type: ignore[attr-defined]
+        self._retry(self.raw.do_handshake)  # type: ignore[attr-defined]
         self._handshake_done = True
 
     def _ensure_handshake(self) -> None:
@@ -61,19 +61,19 @@ class SSLSocket(socket):
         if flags:
             raise ValueError("non-zero flags not allowed on a TLS socket")
         self._ensure_handshake()
-        return self._retry(self._sock.recv, bufsize)
+        return self._retry(self.raw.recv, bufsize)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if flags:
             raise ValueError("non-zero flags not allowed on a TLS socket")
         self._ensure_handshake()
-        return self._retry(self._sock.recv_into, buffer, nbytes)
+        return self._retry(self.raw.recv_into, buffer, nbytes)
 
     def send(self, data: Any, flags: int = 0) -> int:
         if flags:
             raise ValueError("non-zero flags not allowed on a TLS socket")
         self._ensure_handshake()
-        return self._retry(self._sock.send, data)
+        return self._retry(self.raw.send, data)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         view = memoryview(data).cast("B")
@@ -86,7 +86,7 @@ class SSLSocket(socket):
         return self._sendfile_fallback(file, offset, count)
 
     def pending(self) -> int:
-        return self._sock.pending()  # type: ignore[attr-defined]
+        return self.raw.pending()  # type: ignore[attr-defined]
 
     # Deadlines (the server surface of lichen.socket) -------------------------
     def handshake_by(self, deadline: float | None) -> None:
@@ -94,7 +94,7 @@ class SSLSocket(socket):
         so a client trickling its hello cannot stretch it."""
         if self._handshake_done:
             return
-        self._retry_by(self._sock.do_handshake, deadline)  # type: ignore[attr-defined]
+        self._retry_by(self.raw.do_handshake, deadline)  # type: ignore[attr-defined]
         self._handshake_done = True
 
     def _retry_by(self, fn: Callable[..., Any], deadline: float | None, *args: Any) -> Any:
@@ -110,7 +110,7 @@ class SSLSocket(socket):
         """Decrypted bytes that are there: the count (0 at EOF, after a
         reset or a TLS close), or None when a whole record has not arrived."""
         try:
-            return self._sock.recv_into(buffer, nbytes)
+            return self.raw.recv_into(buffer, nbytes)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             return None
         except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -120,17 +120,17 @@ class SSLSocket(socket):
         """Read at least one decrypted byte (0 at EOF); every wait, for
         however many partial records, shares `deadline`."""
         try:
-            return self._retry_by(self._sock.recv_into, deadline, buffer, nbytes)
+            return self._retry_by(self.raw.recv_into, deadline, buffer, nbytes)
         except (ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return 0
 
     def has_pending_input(self) -> bool:
         """Whether decrypted bytes wait in OpenSSL, or the socket is
         readable (a record, or EOF). MSG_PEEK cannot see through TLS."""
-        if self._sock.pending():  # type: ignore[attr-defined]
+        if self.raw.pending():  # type: ignore[attr-defined]
             return True
         poller = select.poll()
-        poller.register(self._sock.fileno(), select.POLLIN)
+        poller.register(self.raw.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
     def peek(self, size: int) -> bytes:
@@ -143,7 +143,7 @@ class SSLSocket(socket):
             raise ValueError("non-zero flags not allowed on a TLS socket")
         view = memoryview(data).cast("B")
         sent, total = 0, len(view)
-        send = self._sock.send
+        send = self.raw.send
         while sent < total:
             sent += self._retry_by(send, time.monotonic() + write_timeout, view[sent:sent + 262144])
 
@@ -159,16 +159,16 @@ class SSLSocket(socket):
         # from a cut one; a non-blocking unwrap sends it, then wants the
         # peer's, which is not waited for.
         try:
-            self._sock.unwrap()  # type: ignore[attr-defined]
+            self.raw.unwrap()  # type: ignore[attr-defined]
         except (ssl.SSLError, OSError, ValueError):
             pass
         # ssl.SSLSocket.shutdown drops the TLS layer: what follows reads the
         # raw bytes still arriving, to discard them.
-        self._sock.shutdown(_stdlib.SHUT_WR)
+        self.raw.shutdown(_stdlib.SHUT_WR)
 
     def unwrap(self) -> socket:
         """Send the TLS close_notify and return the plain cooperative socket."""
-        raw = self._retry(self._sock.unwrap)  # type: ignore[attr-defined]
+        raw = self._retry(self.raw.unwrap)  # type: ignore[attr-defined]
         self._closed = True
         self._cancel_waiters()
         return socket(sock=raw)
@@ -182,20 +182,20 @@ class SSLSocket(socket):
         return wrap_socket(conn, self.context, server_side=True, do_handshake_on_connect=False), addr
 
     def getpeercert(self, binary_form: bool = False) -> Any:
-        return self._sock.getpeercert(binary_form)  # type: ignore[attr-defined]
+        return self.raw.getpeercert(binary_form)  # type: ignore[attr-defined]
 
     def cipher(self) -> Any:
-        return self._sock.cipher()  # type: ignore[attr-defined]
+        return self.raw.cipher()  # type: ignore[attr-defined]
 
     def version(self) -> str | None:
-        return self._sock.version()  # type: ignore[attr-defined]
+        return self.raw.version()  # type: ignore[attr-defined]
 
     def selected_alpn_protocol(self) -> str | None:
-        return self._sock.selected_alpn_protocol()  # type: ignore[attr-defined]
+        return self.raw.selected_alpn_protocol()  # type: ignore[attr-defined]
 
     @property
     def server_hostname(self) -> str | None:
-        return self._sock.server_hostname  # type: ignore[attr-defined]
+        return self.raw.server_hostname  # type: ignore[attr-defined]
 
 
 def wrap_socket(sock: socket | _stdlib.socket, context: ssl.SSLContext, *, server_side: bool = False,

@@ -133,7 +133,9 @@ class Exchange:
             if ws is False:
                 return False  # refused: answered and closed
             keep = keep and ws is None
-        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes, srv)
+        channel = self.channel
+        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes, srv,
+                                        None if channel.encrypted else channel.sock.raw)
         if has_body or req.expect_continue:
             resp.will_close = self._will_close  # (that the server is stopping, the response asks itself)
         handler = srv.request_handler
@@ -286,7 +288,7 @@ class Exchange:
             self._app_failed(resp)
             return False
         finally:
-            if not close_body(result, "the application's"):
+            if type(result) is not list and not close_body(result, "the application's"):
                 resp.keep_alive = False
 
     def detach(self) -> bytes:

@@ -79,11 +79,13 @@ class Response(ResponseCore):
     """Response state of one request. The response itself is the
     start_response callable an app is given (PEP 3333); `start_response`
     is the same as a method. Built as
-    ``Response(send, request, keep_alive, date, server, owner=None)``:
+    ``Response(send, request, keep_alive, date, server, owner=None, raw=None)``:
     `send(bytes)` sends everything or raises, `request` gives `method` and
-    `http_version`, `date` and `server` are the Date and Server values, and
+    `http_version`, `date` and `server` are the Date and Server values,
     `owner` (the server) closes the connection after the response once its
-    `stopping` is set. The state and the common whole send (`whole()`) are
+    `stopping` is set, and `raw` is a plain non-blocking socket a whole
+    response tries first (its rest, or an error, goes to `send`). The state,
+    `must_close` and the common whole send (`whole()`) are
     lichen._fastresponse's; every other rule is here."""
 
     __slots__ = ()
@@ -209,8 +211,3 @@ class Response(ResponseCore):
         self.status_code = 101
         self.head_bytes = head_bytes
 
-    @property
-    def must_close(self) -> bool:
-        """The body's framing went wrong (too short or cut): close after."""
-        f = self.framer
-        return f is not None and (f.must_close or not f.complete)

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import logging
 import socket as _stdlib
-import time
-from email.utils import formatdate
 from typing import Any, Callable
 
 from lichen._fastenv import EnvironBuilder
+from lichen._fastresponse import http_date
 from lichen._fasthead import HeadParser
 from lichen.http import Request, RequestParser
 from lichen.proxy import ProxyHeaders
@@ -127,8 +126,8 @@ class WSGIServer(StreamServer):
         self._free_parsers: list[RequestParser] = []
         self.requests_served = 0  # for max-requests worker recycling
         self._stall: Any = None
-        self._date_next = 0.0
-        self._date = b""
+        # date(): the Date header value of this second (C, made once a second).
+        self.date: Callable[[], bytes] = http_date
         # The open websockets, their pings and deadlines (None: websockets off).
         self.websockets = Registry(self) if st.websocket else None
 
@@ -215,15 +214,6 @@ class WSGIServer(StreamServer):
         """Take back a parser between requests (parser.reusable)."""
         if len(self._free_parsers) < MAX_FREE_PARSERS:
             self._free_parsers.append(parser)
-
-    def date(self) -> bytes:
-        """The Date header value, formatted once per second."""
-        now = time.time()
-        if now >= self._date_next:
-            second = int(now)
-            self._date_next = second + 1
-            self._date = formatdate(second, usegmt=True).encode("ascii")
-        return self._date
 
     def access(self, env: dict, resp: Any, elapsed: float) -> None:
         """Write one access log line (a failure is logged, never raised)."""
