@@ -131,6 +131,26 @@ def test_a_worker_blocked_in_serve_hands_the_next_item_to_a_second_worker(queues
     assert not first.dead and not second.dead
 
 
+def test_workers_blocked_in_serve_share_one_switch_back_to_the_hub(queues):
+    # (A request parked in the app holds its worker: nothing per worker
+    # that could be shared, such as a bound method of the hub's switch.)
+    rec = Recorder(block={0: 0.05, 1: 0.05})
+    q = queues(rec)
+    q.put(0)
+    q.put(1)
+    settle()
+
+    def to_hub(worker):
+        frame = worker.gr_frame
+        while frame is not None and frame.f_code.co_name != "_work":
+            frame = frame.f_back
+        return frame.f_locals["to_hub"]
+
+    first, second = rec.workers
+    assert to_hub(first) is to_hub(second)
+    wait_until(lambda: q.idle_workers == 2)
+
+
 def test_a_worker_back_from_blocking_takes_what_is_queued(queues):
     rec = Recorder(block={0: 0.02})
     q = queues(rec, max_idle=0)  # no parked worker to take item 1

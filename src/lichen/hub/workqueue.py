@@ -45,7 +45,7 @@ class WorkQueue(Generic[T]):
     the next item, a safety net: `serve` should handle its own errors.
     """
 
-    __slots__ = ("_serve", "_max_idle", "_hub", "_items", "_idle", "_drain_pending", "_closed")
+    __slots__ = ("_serve", "_max_idle", "_hub", "_to_hub", "_items", "_idle", "_drain_pending", "_closed")
 
     def __init__(self, serve: Callable[[T], Any], max_idle: int = 128) -> None:
         if max_idle < 0:
@@ -53,6 +53,9 @@ class WorkQueue(Generic[T]):
         self._serve = serve
         self._max_idle = max_idle
         self._hub = get_hub()
+        # One bound method for every worker: a worker parked in a request
+        # (long-poll, a stream) holds no copy of its own.
+        self._to_hub = self._hub.glet.switch
         self._items: deque[T] = deque()
         self._idle: list[greenlet] = []  # parked workers, the last parked on top
         self._drain_pending = False
@@ -115,7 +118,7 @@ class WorkQueue(Generic[T]):
         items = self._items
         serve = self._serve
         me = getcurrent()
-        to_hub = self._hub.glet.switch
+        to_hub = self._to_hub
         while True:
             while items:
                 item = items.popleft()
