@@ -54,8 +54,20 @@ ResponseCore_init(ResponseCore *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"send", "request", "keep_alive", "date", "server", "owner", "raw", NULL};
     PyObject *send, *request, *keep, *date, *server, *owner = Py_None, *raw = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OO", kwlist, &send, &request, &keep, &date, &server, &owner,
-                                     &raw))
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (kwds == NULL && n >= 5 && n <= 7) {  /* (the exchange's call, once per request: no keyword parsing) */
+        send = PyTuple_GET_ITEM(args, 0);
+        request = PyTuple_GET_ITEM(args, 1);
+        keep = PyTuple_GET_ITEM(args, 2);
+        date = PyTuple_GET_ITEM(args, 3);
+        server = PyTuple_GET_ITEM(args, 4);
+        if (n > 5)
+            owner = PyTuple_GET_ITEM(args, 5);
+        if (n > 6)
+            raw = PyTuple_GET_ITEM(args, 6);
+    }
+    else if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OO", kwlist, &send, &request, &keep, &date, &server,
+                                          &owner, &raw))
         return -1;
     int k = PyObject_IsTrue(keep);
     if (k < 0)
@@ -125,9 +137,14 @@ ResponseCore_call(ResponseCore *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
     PyObject *status, *headers, *exc_info = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers, &exc_info))
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (kwds == NULL && n == 2) {  /* (the common call: no keyword parsing) */
+        status = PyTuple_GET_ITEM(args, 0);
+        headers = PyTuple_GET_ITEM(args, 1);
+    }
+    else if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers, &exc_info))
         return NULL;
-    int has_exc = PyObject_IsTrue(exc_info);
+    int has_exc = exc_info == Py_None ? 0 : PyObject_IsTrue(exc_info);
     if (has_exc < 0)
         return NULL;
     if (has_exc) {
