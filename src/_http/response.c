@@ -569,6 +569,7 @@ set_flag(ResponseCore *self, PyObject *value, void *which)
 static PyObject *
 get_must_close(ResponseCore *self, void *closure)
 {
+    (void)closure;
     PyObject *f = self->framer;
     if (f == Py_None)
         Py_RETURN_FALSE;
@@ -646,6 +647,7 @@ http_date(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     long long second;
+    (void)module;
     if (nargs > 1) {
         PyErr_SetString(PyExc_TypeError, "http_date(timestamp=None)");
         return NULL;
