@@ -64,6 +64,16 @@ def children(pid):
     return out
 
 
+def kill_group(proc, timeout=10.0):
+    """SIGKILL the process group `proc` leads (started with
+    start_new_session=True) and reap `proc`; a group already gone is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return proc.wait(timeout)
+
+
 class Master:
     """`python -m lichen ...` in its own process group."""
 
@@ -91,11 +101,7 @@ class Master:
 
     def close(self):
         try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(10)
+            kill_group(self.proc)
         except subprocess.TimeoutExpired:
             pass
         if self._err is not subprocess.DEVNULL:

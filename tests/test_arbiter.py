@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proc_helpers import Master, children, free_port, get, wait_for, wait_port
+from proc_helpers import Master, children, free_port, get, kill_group, wait_for, wait_port
 
 APP = "tests.apps.sample:app"
 
@@ -197,8 +197,7 @@ def test_systemd_socket_activation_serves_on_the_passed_socket(tmp_path):
         wait_port(port)
         assert get(port)[0] == 200
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        kill_group(proc)
 
 
 def test_sd_notify_sends_ready(master_factory, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from lichen.embed import serve_in_thread
 from lichen.proxy import PROXY_V2_SIGNATURE
-from proc_helpers import ROOT, free_port, wait_port
+from proc_helpers import ROOT, free_port, kill_group, wait_port
 from wsgi_helpers import ServerThread
 
 
@@ -121,8 +121,4 @@ def test_gunicorn_runs_the_lichen_worker_class(tmp_path):
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
+        kill_group(proc)

@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from proc_helpers import ROOT, free_port, get, wait_port
+from proc_helpers import ROOT, free_port, get, kill_group, wait_port
 
 DOCKER = os.path.join(ROOT, "examples", "docker")
 DOCKERFILE = os.path.join(DOCKER, "Dockerfile")
@@ -208,11 +208,7 @@ def test_the_cmd_serves_and_the_healthcheck_passes(image):
         os.kill(proc.pid, signal.SIGTERM)  # STOPSIGNAL: a graceful stop
         code = proc.wait(30)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
+        kill_group(proc)
     assert status == 200 and body.startswith("Hello from lichen")
     assert health.returncode == 0, health.stderr
     assert code == 0

@@ -19,7 +19,7 @@ import time
 from helpers import make_self_signed_cert
 from lichen.gunicorn import request_hook_functions, server_options
 from lichen.wsgi import WSGIServer
-from proc_helpers import ROOT, free_port, get, wait_for, wait_port
+from proc_helpers import ROOT, free_port, get, kill_group, wait_for, wait_port
 
 from gunicorn import config as gconfig
 
@@ -94,11 +94,7 @@ class Gunicorn:
         return self
 
     def __exit__(self, *exc):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        kill_group(self.proc)
         self._stderr.close()
 
     def stop(self):

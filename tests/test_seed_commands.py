@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from proc_helpers import children, free_port, get, wait_port
+from proc_helpers import children, free_port, get, kill_group, wait_port
 
 LICHEN = os.path.join(os.path.dirname(sys.executable), "lichen")
 
@@ -88,11 +88,7 @@ class Command:
         return self.log.read()
 
     def close(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        kill_group(self.proc)
         self.log.close()
 
 
