@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 
 import apps
 import servers
-from measure import (KEEPALIVE, WrkResult, busy_mark, established, fmt_errors, fmt_growth, fmt_ms, fmt_ratio,
-                     fmt_rps, log, median, ratio, run_wrk)
+from measure import (KEEPALIVE, WrkResult, busy_mark, established, fmt_count, fmt_errors, fmt_growth, fmt_met,
+                     fmt_ms, fmt_ratio, fmt_rps, log, median, ratio, run_wrk)
 from servers import SERVERS, Running, ServerFailed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -298,7 +298,7 @@ def idle_markdown(idle: list[IdleResult], fd_notes: list[str]) -> list[str]:
         busy = [f"{what}: other processes used {w.other_cpu:.2f} CPUs" for what, w in
                 (("while held", r.wrk), ("no-idle run", r.baseline)) if busy_mark(w)]
         note = "; ".join(x for x in (r.note, errs, r.wrk.error_text if r.wrk else "", *busy) if x)
-        L.append(f"| {r.server} | {r.level:,} | {r.opened:,} | {r.held:,} | {'—' if r.answered is None else f'{r.answered:,}'} "
+        L.append(f"| {r.server} | {r.level:,} | {r.opened:,} | {r.held:,} | {fmt_count(r.answered)} "
                  f"| {fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_conn)} "
                  f"| {fmt_rps(rps)} | {fmt_rps(ka)} | {fmt_ratio(ratio(rps, ka))} | {fmt_ms(r.wrk.p99_ms if r.wrk else None)} | {note} |")
     return L + [""]
@@ -310,13 +310,13 @@ def idle_targets(idle: list[IdleResult]) -> list[str]:
         ka = res.baseline.rps if res.baseline else None
         kib = res.kib_per_conn
         lines.append(f"| #5 | {res.level:,} idle: ≤ 1.5 KiB RSS per connection | {fmt_ratio(kib)} KiB | "
-                     f"{'—' if kib is None else ('yes' if kib <= 1.5 else '**no**')} |")
+                     f"{fmt_met(None if kib is None else kib <= 1.5)} |")
         all_held = res.held >= res.level and (res.answered or 0) >= res.level
         lines.append(f"| #5 | {res.level:,} idle: all held and answering | held {res.held:,}, answered "
-                     f"{res.answered or 0:,} | {'yes' if all_held else '**no**'} |")
+                     f"{res.answered or 0:,} | {fmt_met(all_held)} |")
         r = ratio(res.wrk.rps if res.wrk else None, ka)
         lines.append(f"| #5 | {res.level:,} idle: keep-alive req/s within 10% of no-idle | {fmt_ratio(r)} × | "
-                     f"{'—' if r is None else ('yes' if r >= 0.9 else '**no**')} |")
+                     f"{fmt_met(None if r is None else r >= 0.9)} |")
     return lines
 
 
@@ -457,7 +457,7 @@ def longpoll_markdown(lp: list[LongPollResult], note: str) -> list[str]:
         wrk_errs = "; ".join(w.error_text for w in r.none + r.parked_runs if w.error_text)
         L.append(f"| {r.server} | {r.parked if r.parked is not None else '—'} / "
                  f"{r.parked_after if r.parked_after is not None else '—'} of {r.count:,} | "
-                 f"{'—' if r.pending is None else f'{r.pending:,}'} "
+                 f"{fmt_count(r.pending)} "
                  f"| {fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_request)} "
                  f"| {_each(r.none)} | {_each(r.parked_runs)} | {' / '.join(fmt_ratio(x) for x in r.ratios)} "
                  f"| {fmt_ms(median([w.p99_ms for w in r.parked_runs if w.p99_ms is not None]))} "
@@ -470,13 +470,13 @@ def longpoll_targets(lp: list[LongPollResult]) -> list[str]:
     for r in [r for r in lp if r.server == "lichen"]:
         kib = r.kib_per_request
         lines.append(f"| #14 | {r.count:,} parked requests: ≤ {PARK_TARGET_KIB:g} KiB RSS each | {fmt_ratio(kib)} KiB "
-                     f"| {'—' if kib is None else ('yes' if kib <= PARK_TARGET_KIB else '**no**')} |")
+                     f"| {fmt_met(None if kib is None else kib <= PARK_TARGET_KIB)} |")
         lines.append(f"| #14 | {r.count:,} parked requests: all parked throughout | parked {r.parked} / {r.parked_after}, "
-                     f"pending {r.pending} | {'yes' if r.all_parked else '**no**'} |")
+                     f"pending {r.pending} | {fmt_met(r.all_parked)} |")
         rs = r.ratios
         met = bool(rs) and all(x is not None and x >= PARK_TARGET_RATIO for x in rs)
         lines.append(f"| #14 | {r.count:,} parked: keep-alive req/s ≥ {PARK_TARGET_RATIO}× none parked, every "
-                     f"repetition | {' / '.join(fmt_ratio(x) for x in rs)} | {'yes' if met else '**no**'} |")
+                     f"repetition | {' / '.join(fmt_ratio(x) for x in rs)} | {fmt_met(met)} |")
     return lines
 
 

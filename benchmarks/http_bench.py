@@ -36,8 +36,8 @@ import apps  # noqa: E402
 import held  # noqa: E402
 import sse  # noqa: E402
 import servers  # noqa: E402
-from measure import (BUSY, KEEPALIVE, Scenario, WrkResult, busy_mark, fmt_ms, fmt_ratio, fmt_rps,  # noqa: E402
-                     log, median, other_cpu_now, ratio, run_wrk)
+from measure import (BUSY, KEEPALIVE, Scenario, WrkResult, busy_mark, fmt_met, fmt_ms, fmt_ratio,  # noqa: E402
+                     fmt_rps, log, median, other_cpu_now, ratio, run_wrk)
 from servers import SERVERS, Running, ServerFailed  # noqa: E402
 
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
@@ -195,7 +195,7 @@ def targets_lines(summary: dict, held_results: HeldResults) -> list[str]:
     for issue, scn, peer, need in TARGETS:
         r = summary.get((peer, scn), {}).get("lichen_over_peer")
         lines.append(f"| {issue} | {scn}: lichen/{peer} ≥ {need:.1f} | {fmt_ratio(r)} | "
-                     f"{'—' if r is None else ('yes' if r >= need else '**no**')} |")
+                     f"{fmt_met(None if r is None else r >= need)} |")
     return lines + held_results.targets()
 
 

@@ -26,6 +26,7 @@ import selectors
 import socket
 import sys
 import time
+from typing import Callable
 
 PROGRESS_STEP = 50  # connections that must complete within --stall seconds to go on
 EXPECT = ("response", "pending", "stream")
@@ -184,26 +185,43 @@ def verify(conns: list[Conn], timeout: float) -> tuple[int, dict]:
         except OSError as e:
             _count_error(errors, e)
     answered = 0
+
+    def answer_done(c: Conn, data: bytes, now: float) -> bool:
+        nonlocal answered
+        if not c.feed(data):
+            return False
+        answered += c.ok()
+        if not c.ok():
+            _count_error(errors, "non-200")
+        return True
+
+    _read_until_done(sel, timeout, answer_done, errors, "timeout")
+    return answered, errors
+
+
+def _read_until_done(sel: selectors.BaseSelector, timeout: float, done: Callable[[Conn, bytes, float], bool],
+                     errors: dict, late: str) -> None:
+    """Read every connection registered in `sel` until `done(c, data, now)` says
+    what it waits for has come (`now`: just before the read), or it fails (an
+    error counted), for up to `timeout` seconds; the connections still waiting
+    then are counted under `late`. Closes `sel`."""
     deadline = time.monotonic() + timeout
     while sel.get_map() and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=0.5):
+            now = time.monotonic()
             c = key.data
             try:
                 data = c.sock.recv(65536)
                 if not data:
                     raise OSError(errno.ECONNRESET, "EOF")
-                if not c.feed(data):
+                if not done(c, data, now):
                     continue
-                answered += c.ok()
-                if not c.ok():
-                    _count_error(errors, "non-200")
             except OSError as e:
                 _count_error(errors, e)
             sel.unregister(c.sock)
     if sel.get_map():
-        errors["timeout"] = len(sel.get_map())
+        errors[late] = len(sel.get_map())
     sel.close()
-    return answered, errors
 
 
 def await_event(conns: list[Conn], timeout: float, armed) -> tuple[list[float], dict]:
@@ -217,26 +235,16 @@ def await_event(conns: list[Conn], timeout: float, armed) -> tuple[list[float], 
         sel.register(c.sock, selectors.EVENT_READ, c)
     armed()
     latencies = []
-    deadline = time.monotonic() + timeout
-    while sel.get_map() and time.monotonic() < deadline:
-        for key, _ in sel.select(timeout=0.5):
-            now = time.monotonic()
-            c = key.data
-            try:
-                data = c.sock.recv(65536)
-                if not data:
-                    raise OSError(errno.ECONNRESET, "EOF")
-                c.buf += data
-                m = EVENT.search(c.buf)
-                if not m:
-                    continue
-                latencies.append(round((now - float(m.group(1))) * 1000, 3))
-            except OSError as e:
-                _count_error(errors, e)
-            sel.unregister(c.sock)
-    if sel.get_map():
-        errors["no event (timeout)"] = len(sel.get_map())
-    sel.close()
+
+    def event_done(c: Conn, data: bytes, now: float) -> bool:
+        c.buf += data
+        m = EVENT.search(c.buf)
+        if not m:
+            return False
+        latencies.append(round((now - float(m.group(1))) * 1000, 3))
+        return True
+
+    _read_until_done(sel, timeout, event_done, errors, "no event (timeout)")
     for c in conns:
         c.buf = None  # type: ignore[assignment]
     return latencies, errors

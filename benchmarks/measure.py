@@ -195,6 +195,16 @@ def fmt_ratio(x: float | None) -> str:
     return "—" if x is None or math.isnan(x) else f"{x:.2f}"
 
 
+def fmt_count(n: int | None) -> str:
+    """A count for a report's table: '10,000', or '—' when it is unknown."""
+    return "—" if n is None else f"{n:,}"
+
+
+def fmt_met(met: bool | None) -> str:
+    """A target's 'met?' cell: yes, **no**, or '—' when nothing was measured."""
+    return "—" if met is None else ("yes" if met else "**no**")
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import servers
 from held import SSE_TARGET_MS, Clients, each_server, kib_each, merge_errors, wait_count
-from measure import BUSY, KEEPALIVE, OtherCPU, fmt_errors, fmt_growth, fmt_ms, fmt_ratio, log, run_wrk
+from measure import (BUSY, KEEPALIVE, OtherCPU, fmt_count, fmt_errors, fmt_growth, fmt_met, fmt_ms, fmt_ratio, log,
+                     run_wrk)
 from servers import Running
 
 
@@ -124,7 +125,7 @@ def sse_markdown(sse: list[SSEResult], note: str) -> list[str]:
                      + (f"{r.opened:,} ({r.subscribers if r.subscribers is not None else '—'}) | "
                         f"{fmt_growth(r.rss_before_kib, r.rss_after_kib)} | {fmt_ratio(r.kib_per_client)} | "
                         if first else "| | | ")
-                     + f"{i + 1} | {'—' if b.woken is None else f'{b.woken:,}'} | {len(b.latencies_ms):,} "
+                     + f"{i + 1} | {fmt_count(b.woken)} | {len(b.latencies_ms):,} "
                      f"| {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_ms(last)} "
                      f"| {'; '.join(x for x in ((r.note if first else ''), errs, busy) if x)} |")
     return L + [""]
@@ -137,7 +138,7 @@ def sse_targets(sse: list[SSEResult]) -> list[str]:
         met = bool(p99s) and r.opened == r.count and all(x is not None and x < SSE_TARGET_MS for x in p99s)
         lines.append(f"| #14 | SSE: a broadcast reaches all {r.count:,} clients, p99 < {SSE_TARGET_MS / 1000:g} s "
                      f"| subscribed {r.opened:,}; p99 {' / '.join(fmt_ms(x) for x in p99s)} "
-                     f"| {'yes' if met else '**no**'} |")
+                     f"| {fmt_met(met)} |")
     return lines
 
 
