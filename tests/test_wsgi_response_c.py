@@ -195,6 +195,21 @@ def test_will_close_is_not_asked_when_the_request_does_not_keep_the_connection()
     assert r.whole(b"x") and asked == [] and b"Connection: close\r\n" in sent[0]
 
 
+def test_the_keep_alive_answer_asks_the_owner_then_will_close_and_needs_start_response():
+    asked = []
+    r, _ = make(owner=Owner(False), will_close=lambda: asked.append(1) or False)
+    with pytest.raises(ResponseStateError, match="did not call start_response"):
+        r._keep_alive_now()
+    r("200 OK", [])
+    assert r._keep_alive_now() is True and asked == [1]
+    r2, _ = make(owner=Owner(True), will_close=lambda: asked.append(2))
+    r2("200 OK", [])
+    assert r2._keep_alive_now() is False and asked == [1]  # (stopping: will_close not asked)
+    r3, _ = make(will_close=lambda: True)
+    r3("200 OK", [])
+    assert r3._keep_alive_now() is False
+
+
 def test_an_error_from_send_propagates_after_the_head_counts_as_sent():
     def send(data):
         raise ConnectionResetError("gone")

@@ -196,6 +196,45 @@ attr_true(PyObject *obj, PyObject *name)
     return t;
 }
 
+/* Asked when the head is built: may the connection serve another request,
+ * as far as the request (keep_alive), the server (its owner's `stopping`)
+ * and the exchange (`will_close()`) are concerned?  1 or 0, -1 with an
+ * error set. */
+static int
+keep_now(ResponseCore *self)
+{
+    if (!self->keep_alive)
+        return 0;
+    if (self->owner != Py_None) {
+        int t = attr_true(self->owner, s_stopping);
+        if (t != 0)
+            return t < 0 ? -1 : 0;
+    }
+    if (self->will_close != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(self->will_close);
+        if (r == NULL)
+            return -1;
+        int t = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return t < 0 ? -1 : !t;
+    }
+    return 1;
+}
+
+/* _keep_alive_now(): keep_now() for the Python path, which builds the head
+ * only once the app has called start_response. */
+static PyObject *
+ResponseCore_keep_alive_now(ResponseCore *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->status == Py_None) {
+        PyErr_SetString(StateError, "the application did not call start_response before sending a body");
+        return NULL;
+    }
+    int keep = keep_now(self);
+    return keep < 0 ? NULL : PyBool_FromLong(keep);
+}
+
 /* RFC 9110 5.6.2 tchar. */
 static int
 is_tchar(Py_UCS1 c)
@@ -450,26 +489,12 @@ ResponseCore_whole(ResponseCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (app_length >= 0 ? app_length != body_len : declared)
         Py_RETURN_FALSE;
 
-    int keep = self->keep_alive;
-    if (keep && self->owner != Py_None) {
-        int t = attr_true(self->owner, s_stopping);
-        if (t < 0)
-            return NULL;
-        keep = !t;
-    }
-    if (keep && self->will_close != Py_None) {
-        PyObject *r = PyObject_CallNoArgs(self->will_close);
-        if (r == NULL)
-            return NULL;
-        int t = PyObject_IsTrue(r);
-        Py_DECREF(r);
-        if (t < 0)
-            return NULL;
-        keep = !t;
-    }
     PyObject *server = self->server, *date = self->date;
     if (!PyBytes_Check(date) || (server != Py_None && !PyBytes_Check(server)))
         Py_RETURN_FALSE;
+    int keep = keep_now(self);
+    if (keep < 0)
+        return NULL;
     char length_line[LENGTH_LINE_MAX];
     int length_len = 0;
     if (app_length < 0)
@@ -610,6 +635,9 @@ static PyMemberDef ResponseCore_members[] = {
 };
 
 static PyMethodDef ResponseCore_methods[] = {
+    {"_keep_alive_now", (PyCFunction)ResponseCore_keep_alive_now, METH_NOARGS,
+     "Asked when the head is built: may the connection serve another request?\n"
+     "(ResponseStateError before start_response.)"},
     {"whole", (PyCFunction)(void (*)(void))ResponseCore_whole, METH_FASTCALL,
      "whole(body, declared=False) -> bool\n\n"
      "Send the whole response in one piece when it is the plain case (see the module);\n"

@@ -85,7 +85,8 @@ class Response(ResponseCore):
     `owner` (the server) closes the connection after the response once its
     `stopping` is set, and `raw` is a plain non-blocking socket a whole
     response tries first (its rest, or an error, goes to `send`). The state,
-    `must_close` and the common whole send (`whole()`) are
+    `must_close`, the keep-alive answer when a head is built
+    (`_keep_alive_now()`) and the common whole send (`whole()`) are
     lichen._fastresponse's; every other rule is here."""
 
     __slots__ = ()
@@ -96,18 +97,6 @@ class Response(ResponseCore):
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         """PEP 3333 start_response."""
         return self(status, headers, exc_info)
-
-    def _keep_alive_now(self) -> bool:
-        """Asked when the head is built: may the connection serve another
-        request, as far as the request and the server are concerned?"""
-        if self.status is None:
-            raise ResponseStateError("the application did not call start_response before sending a body")
-        if not self.keep_alive:
-            return False
-        owner = self._owner
-        if owner is not None and owner.stopping:
-            return False
-        return not (self.will_close is not None and self.will_close())
 
     def head(self, length: int | None, keep_alive: bool | None = None) -> bytes:
         """The head; `length` is the whole body's length when known, and
