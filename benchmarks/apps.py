@@ -12,7 +12,8 @@
 # - `/park`, `/events` and `/broadcast` need cooperative primitives: a greenlet
 #   server's launcher (servers.py) calls `cooperate("lichen")` or
 #   `cooperate("gevent")` to pick that library's sleep and Event. `/park` sleeps
-#   PARK_SECONDS (a long-poll request parked in the app); `/events` is a
+#   PARK_SECONDS, or `/park?seconds=N` N of them (a long-poll request parked in
+#   the app); `/events` is a
 #   text/event-stream that sends ": subscribed" and then one `data:` event per
 #   `/broadcast`, whose payload is the server's time.monotonic() at the
 #   broadcast (clients on the same machine subtract it from their own reading).
@@ -145,9 +146,13 @@ def cooperate(library: str) -> None:
 
 def _park(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     global _parked
+    query = environ.get("QUERY_STRING", "")
+    seconds = PARK_SECONDS
+    if query.startswith("seconds="):
+        seconds = min(float(query[8:]), PARK_SECONDS)
     _parked += 1
     try:
-        _primitives.sleep(PARK_SECONDS)
+        _primitives.sleep(seconds)
     finally:
         _parked -= 1
     return _reply(start_response, b"parked")

@@ -141,10 +141,12 @@ def app_count(port: int, path: str) -> int | None:
         return None
 
 
-def wait_count(port: int, path: str, want: int, timeout: float = 10.0) -> int | None:
-    """Poll app_count until it reaches `want` (or `timeout` passes); the last answer."""
+def wait_count(port: int, path: str, want: int, timeout: float = 10.0, down: bool = False) -> int | None:
+    """Poll app_count until it reaches `want` (or `timeout` passes): up to
+    it, or with `down` down to it. The last answer."""
     deadline = time.monotonic() + timeout
-    while (n := app_count(port, path)) is not None and n < want and time.monotonic() < deadline:
+    while ((n := app_count(port, path)) is not None and (n > want if down else n < want)
+           and time.monotonic() < deadline):
         time.sleep(0.1)
     return n
 
@@ -376,15 +378,25 @@ class LongPollResult:
     parked_runs: list[WrkResult] = field(default_factory=list)  # the same while they are parked
     errors: dict = field(default_factory=dict)
     note: str = ""
+    seconds: float = 0.0  # each wrk run
+    warm: float = 0.0  # the warm-up before the first
 
     @property
     def kib_per_request(self) -> float | None:
         return kib_each(self.rss_before_kib, self.rss_after_kib, self.opened)
 
     @property
+    def baseline_rps(self) -> float | None:
+        """The median req/s with none parked."""
+        return median([w.rps for w in self.none if w.rps])
+
+    @property
     def ratios(self) -> list[float | None]:
-        """Repetition i: req/s while parked / req/s with none parked."""
-        return [ratio(p.rps, n.rps) for n, p in zip(self.none, self.parked_runs)]
+        """Each repetition while parked, over the median with none parked
+        (over run i with none parked, one slow baseline run would fail a
+        parked run that was as fast as the others)."""
+        base = self.baseline_rps
+        return [ratio(p.rps, base) if base else None for p in self.parked_runs]
 
     @property
     def all_parked(self) -> bool:
@@ -394,32 +406,54 @@ class LongPollResult:
 
 def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: float,
                  tmp: str) -> list[LongPollResult]:
+    """Repetitions interleaved: a run with none parked, then `count` parked
+    for a run and let go, and again, so that both kinds of run spread over
+    the same stretch of time. On the machines measured, a server's speed
+    drifts: windows of several seconds in which the whole core (kernel time
+    included) serves 30-50 % fewer requests, with none parked as with
+    10,000, for granian as for lichen. All none-parked runs first would
+    compare two different moments. `warm`: the wrk warm-up after the server
+    starts. The RSS per parked request is measured in the first repetition."""
+    settle = 1.0  # after parking, before measuring (lazy frees, timers)
+    hold = min(settle + seconds + 4.0, apps.PARK_SECONDS)  # each parked request sleeps past its run
+
     def measure(name: str, run: Running, clients: Clients) -> LongPollResult:
-        res = LongPollResult(name, count)
+        res = LongPollResult(name, count, seconds=seconds, warm=warm)
         run_wrk(run, KEEPALIVE, warm, tmp)  # warm-up
-        res.none = [run_wrk(run, KEEPALIVE, seconds, tmp) for _ in range(reps)]
-        time.sleep(0.5)
-        res.rss_before_kib = run.rss_kib()
-        t0 = time.monotonic()
-        res.opened, res.errors, res.open_seconds = clients.open(count, "/park", "pending")
-        res.parked = wait_count(run.port, "/parked", res.opened)
-        time.sleep(1.0)  # let the server settle (lazy frees, timers)
-        res.rss_after_kib = run.rss_kib()
-        res.parked_runs = [run_wrk(run, KEEPALIVE, seconds, tmp) for _ in range(reps)]
-        res.parked_after = app_count(run.port, "/parked")
-        checks = clients.ask("check", {"open": 0, "data": 0, "dropped": 0})
-        res.answered_early = sum(m["data"] for m in checks)
-        res.pending = sum(m["open"] for m in checks) - res.answered_early
-        dropped = sum(m["dropped"] for m in checks)
-        if dropped:
-            res.errors["dropped by the server"] = dropped
-        if time.monotonic() - t0 > apps.PARK_SECONDS - 1:
-            res.note = "the measurement outlasted the park time: some requests were no longer parked"
+        parked, parked_after, pending = [], [], []
+        for rep in range(reps):
+            res.none.append(run_wrk(run, KEEPALIVE, seconds, tmp))
+            time.sleep(0.5)
+            rss_before = run.rss_kib()
+            t0 = time.monotonic()
+            opened, errors, open_seconds = clients.open(count, f"/park?seconds={hold:g}", "pending")
+            merge_errors(res.errors, errors)
+            parked.append(wait_count(run.port, "/parked", opened))
+            time.sleep(settle)
+            if rep == 0:
+                res.opened, res.open_seconds = opened, open_seconds
+                res.rss_before_kib, res.rss_after_kib = rss_before, run.rss_kib()
+            res.parked_runs.append(run_wrk(run, KEEPALIVE, seconds, tmp))
+            parked_after.append(app_count(run.port, "/parked"))
+            checks = clients.ask("check", {"open": 0, "data": 0, "dropped": 0})
+            res.answered_early += sum(m["data"] for m in checks)
+            pending.append(sum(m["open"] for m in checks) - sum(m["data"] for m in checks))
+            dropped = sum(m["dropped"] for m in checks)
+            if dropped:
+                merge_errors(res.errors, {"dropped by the server": dropped})
+            if time.monotonic() - t0 > hold:
+                res.note = "the measurement outlasted the park time: some requests were no longer parked"
+            clients.close()
+            # Their sleeps end at `hold`: the next run starts with none parked.
+            if wait_count(run.port, "/parked", 0, timeout=hold + 10, down=True) != 0:
+                res.note = "parked requests did not finish between repetitions"
+            time.sleep(1.0)  # (their connections close)
+        res.parked, res.parked_after, res.pending = _least(parked), _least(parked_after), _least(pending)
         if not run.alive():
             res.note = f"server died: {run.log_tail(3).strip()}"
         kib = res.kib_per_request
         log(f"   {name:15s} park {count:,}: sent {res.opened:,} in {res.open_seconds:.1f}s, parked {res.parked} "
-            f"(after wrk {res.parked_after}, still pending {res.pending}), RSS "
+            f"(after wrk {res.parked_after}, still pending {res.pending}; fewest of {reps}), RSS "
             f"+{(res.rss_after_kib - res.rss_before_kib) / 1024:.1f} MiB"
             + (f" = {kib:.2f} KiB/request" if kib is not None else "")
             + "; req/s none parked " + " ".join(f"{w.rps / 1000:.1f}k{busy_mark(w)}" for w in res.none)
@@ -431,24 +465,31 @@ def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: 
     return each_server(names, measure)
 
 
+def _least(xs: list[int | None]) -> int | None:
+    """The fewest of the repetitions' counts (None if any is unknown)."""
+    return None if not xs or any(x is None for x in xs) else min(xs)
+
+
 def _each(ws: list[WrkResult]) -> str:
     return " / ".join(fmt_rps(w.rps) + ("*" if busy_mark(w) else "") for w in ws)
 
 
 def longpoll_markdown(lp: list[LongPollResult], note: str) -> list[str]:
     count = max(r.count for r in lp)
+    timing = f"runs of {lp[0].seconds:g} s, after a warm-up of {lp[0].warm:g} s"
     L = [f"## Long-poll: {count:,} requests parked in the app", "",
-         f"Each client connection sends one `GET /park`; the app sleeps {apps.PARK_SECONDS:g} s on the "
-         "server's own cooperative sleep (`lichen.sleep`, `gevent.sleep`) before answering, so the request "
-         "stays parked in the app for the whole measurement. Only greenlet servers can park that many "
-         "requests in a WSGI app cheaply (a thread or process per request is the alternative), so only "
-         "lichen and gevent run it. parked = the app's own count (`/parked`) before and after the wrk runs; "
-         "pending = client connections still open and unanswered at the end. RSS growth = server VmRSS "
-         "after parking minus before, per request sent (the connection's own cost included). "
-         "req/s: keep-alive `GET /` with 50 wrk connections beside them, in repetitions, first with none "
-         "parked, then (same server start) while parked; parked/none is given for each repetition i "
-         "(run i while parked / run i with none parked). `*`: other processes used more than 0.2 CPUs "
-         "during that run.", "", note, "",
+         f"Each client connection sends one `GET /park?seconds=N`; the app sleeps N s on the "
+         "server's own cooperative sleep (`lichen.sleep`, `gevent.sleep`) before answering, N past the end of "
+         "the run that measures them, so the requests stay parked in the app for the whole run. Only greenlet "
+         "servers can park that many requests in a WSGI app cheaply (a thread or process per request is the "
+         "alternative), so only lichen and gevent run it. Repetitions alternate within one server start: a "
+         f"run with none parked, then {count:,} parked for a run, let go and drained, and again ({timing}). "
+         "parked = the app's own count (`/parked`) before and after the run while parked; pending = client "
+         "connections still open and unanswered after it (the fewest over the repetitions). RSS growth = "
+         "server VmRSS after parking minus before, per request sent (the connection's own cost included; "
+         "first repetition). req/s: keep-alive `GET /` with 50 wrk connections beside them; parked/none is "
+         "given for each repetition while parked, over the median with none parked. `*`: other processes "
+         "used more than 0.2 CPUs during that run.", "", note, "",
          "| server | parked (before / after wrk) | pending at the end | RSS growth | KiB per parked request "
          "| req/s none parked | req/s while parked | parked/none, each repetition | p99 while parked | notes |",
          "|---|---|---|---|---|---|---|---|---|---|"]

@@ -351,6 +351,10 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=1 if QUICK else 3)
     ap.add_argument("--seconds", type=float, default=1 if QUICK else 2, help="wrk duration per run")
     ap.add_argument("--warm", type=float, default=1, help="wrk warm-up after each server start")
+    ap.add_argument("--steady-warm", type=float, default=1 if QUICK else 6,
+                    help="long-poll: wrk warm-up before the none-parked baseline")
+    ap.add_argument("--steady-seconds", type=float, default=1 if QUICK else 4,
+                    help="long-poll: wrk duration per run, none parked and parked")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-connections scenario")
     ap.add_argument("--idle-levels", type=int, nargs="+", help="idle connection counts (default 10,000 and 50,000, capped by the fd limit)")
     ap.add_argument("--parked", type=int, default=1000 if QUICK else WANTED_PARKED, help="long-poll requests to park")
@@ -432,7 +436,8 @@ def main() -> int:
             log(f"   ({(time.monotonic() - t_start) / 60:.1f} min so far)")
         if "longpoll" in wanted:
             log(f"-- long-poll: {parked:,} requests parked in the app ({', '.join(cooperative)})")
-            held_results.longpoll = held.run_longpoll(cooperative, parked, args.reps, args.seconds, args.warm, tmp)
+            held_results.longpoll = held.run_longpoll(cooperative, parked, args.reps, args.steady_seconds,
+                                                      args.steady_warm, tmp)
             log(f"   ({(time.monotonic() - t_start) / 60:.1f} min so far)")
         if "sse" in wanted:
             log(f"-- server-sent events: {sse_clients:,} clients, {SSE_BROADCASTS} broadcasts ({', '.join(cooperative)})")
