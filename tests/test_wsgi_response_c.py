@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -336,51 +337,110 @@ def test_a_response_in_a_cycle_with_its_send_is_collected():
 
 # -- the raw socket whole() tries first -------------------------------------------------------
 
-class Raw:
-    """A socket whose send() takes `take` bytes at most, or raises `error`."""
-
-    def __init__(self, take: int | None = None, error: BaseException | None = None) -> None:
-        self.take, self.error, self.got = take, error, []
-
-    def send(self, data: bytes) -> int:
-        if self.error is not None:
-            raise self.error
-        n = len(data) if self.take is None else min(self.take, len(data))
-        self.got.append(data[:n])
-        return n
+def expected(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nDate: %s\r\n\r\n%s" % (len(body), DATE, body)
 
 
-def with_raw(raw: Raw):
+@pytest.fixture
+def pair():
+    """A non-blocking socket (the raw one) and its peer."""
+    raw, peer = socket.socketpair()
+    raw.setblocking(False)
+    yield raw, peer
+    raw.close()
+    peer.close()
+
+
+def with_raw(raw: socket.socket, body: bytes):
     sent: list[bytes] = []
     r = Response(sent.append, Req(), True, DATE, None, None, raw)
-    r("200 OK", [("Content-Length", "5")])
+    r("200 OK", [("Content-Length", str(len(body)))])
     return r, sent
 
 
-def test_a_whole_response_the_raw_socket_takes_never_reaches_send():
-    raw = Raw()
-    r, sent = with_raw(raw)
+def received(peer: socket.socket) -> bytes:
+    """What is waiting in the peer's socket now."""
+    peer.setblocking(False)
+    got = b""
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            return got
+        if not chunk:
+            return got
+        got += chunk
+
+
+def test_a_whole_response_the_raw_socket_takes_never_reaches_send(pair):
+    raw, peer = pair
+    r, sent = with_raw(raw, b"hello")
     assert r.whole(b"hello")
-    assert sent == [] and raw.got == [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"]
+    assert sent == [] and received(peer) == expected(b"hello")
     assert r.bytes_sent == 5
 
 
-def test_after_a_short_raw_send_the_rest_goes_to_send():
-    raw = Raw(take=7)
-    r, sent = with_raw(raw)
+class NoSend(socket.socket):
+    """A socket whose send() method must not be used."""
+
+    def send(self, *args):
+        raise AssertionError("socket.send() called")
+
+
+def test_the_raw_try_is_a_system_call_on_the_descriptor_not_socket_send():
+    a, peer = socket.socketpair()
+    raw = NoSend(fileno=a.detach())
+    raw.setblocking(False)
+    try:
+        r, sent = with_raw(raw, b"hello")
+        assert r.whole(b"hello")
+        assert sent == [] and received(peer) == expected(b"hello")
+    finally:
+        raw.close()
+        peer.close()
+
+
+def test_after_a_short_raw_send_the_rest_goes_to_send(pair):
+    raw, peer = pair
+    body = b"x" * (8 << 20)  # more than the socket buffers hold: the raw send is short
+    r, sent = with_raw(raw, body)
+    assert r.whole(body)
+    got = received(peer)
+    assert len(sent) == 1 and got and got + sent[0] == expected(body)
+
+
+def test_when_the_raw_socket_is_full_send_gets_everything(pair):
+    raw, peer = pair
+    with pytest.raises(BlockingIOError):
+        while True:
+            raw.send(b"f" * 65536)
+    r, sent = with_raw(raw, b"hello")
     assert r.whole(b"hello")
-    assert raw.got[0] + sent[0] == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"
+    assert sent == [expected(b"hello")]
 
 
-@pytest.mark.parametrize("error", [BlockingIOError(), BrokenPipeError(), OSError(9, "Bad file descriptor")])
-def test_after_a_raw_send_error_send_gets_everything(error):
-    r, sent = with_raw(Raw(error=error))
+def test_when_the_peer_is_gone_send_gets_everything(pair):
+    raw, peer = pair
+    peer.close()
+    r, sent = with_raw(raw, b"hello")
+    assert r.whole(b"hello")  # (no SIGPIPE either: the send says MSG_NOSIGNAL)
+    assert sent == [expected(b"hello")]
+
+
+def test_a_closed_raw_socket_is_never_written_to_send_gets_everything(pair):
+    raw, peer = pair
+    raw.close()  # (its old descriptor number may belong to another connection by now)
+    r, sent = with_raw(raw, b"hello")
     assert r.whole(b"hello")
-    assert sent == [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: " + DATE + b"\r\n\r\nhello"]
+    assert sent == [expected(b"hello")]
 
 
-def test_an_interrupt_during_the_raw_send_propagates():
-    r, sent = with_raw(Raw(error=KeyboardInterrupt()))
+def test_an_error_asking_the_raw_socket_for_its_descriptor_propagates():
+    class Broken:
+        def fileno(self):
+            raise KeyboardInterrupt
+
+    r, sent = with_raw(Broken(), b"hello")
     with pytest.raises(KeyboardInterrupt):
         r.whole(b"hello")
     assert sent == []

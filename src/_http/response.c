@@ -16,12 +16,14 @@
  * holds the two equal on generated responses.
  */
 #include "common.h"
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static PyObject *StateError;  /* lichen.wsgi.response.ResponseStateError */
 static PyObject *s_write, *s_method, *s_http_version, *s_stopping, *s_with_traceback, *s_finished,
-    *s_length_framer, *s_head, *s_v11, *s_send, *s_must_close, *s_complete;
+    *s_length_framer, *s_head, *s_v11, *s_fileno, *s_must_close, *s_complete;
 
 typedef struct {
     PyObject_HEAD
@@ -34,7 +36,7 @@ typedef struct {
     PyObject *server;      /* Server field value (bytes) or None */
     PyObject *will_close;  /* None, or asked when the head is built: close after it? */
     PyObject *owner;       /* None, or an object whose `stopping` closes the connection */
-    PyObject *raw;         /* None, or a non-blocking socket whose send() whole() tries first */
+    PyObject *raw;         /* None, or a non-blocking socket whose descriptor whole() tries first */
     Py_ssize_t bytes_sent;
     Py_ssize_t head_bytes;
     int status_code;
@@ -330,36 +332,40 @@ put(char **p, const void *src, Py_ssize_t n)
     return 0;
 }
 
-/* Send all of `out` (a new reference, consumed): one try on the raw socket
- * when there is one, then `send` for whatever it did not take (the rest
- * after a short send; everything after EAGAIN or an error, which `send`
- * then meets again and reports in its own terms). -1 with an error set. */
+/* Send all of `out` (a new reference, consumed): one send(2) on the raw
+ * socket's descriptor when there is one, then `send` for whatever it did
+ * not take (the rest after a short send; everything after EAGAIN, EINTR or
+ * an error, which `send` then meets again and reports in its own terms).
+ * The descriptor is asked of the socket at each send: a socket closed
+ * meanwhile answers -1, never a number another connection may hold by now.
+ * The call is made here, not through socket.send(): the socket is
+ * non-blocking, so there is no wait to release the GIL for, and the method
+ * call, its argument parsing and the GIL hand-over cost more than the send
+ * itself.  -1 with an error set. */
 static int
 send_all(ResponseCore *self, PyObject *out)
 {
     Py_ssize_t len = PyBytes_GET_SIZE(out), done = 0;
     if (self->raw != Py_None) {
-        PyObject *n = PyObject_CallMethodOneArg(self->raw, s_send, out);
-        if (n == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_OSError)) {  /* (KeyboardInterrupt from a signal, say) */
-                Py_DECREF(out);
-                return -1;
-            }
-            PyErr_Clear();
+        PyObject *fdo = PyObject_CallMethodNoArgs(self->raw, s_fileno);
+        if (fdo == NULL) {
+            Py_DECREF(out);
+            return -1;
         }
-        else {
-            done = PyLong_AsSsize_t(n);
-            Py_DECREF(n);
-            if (done < 0 || done > len) {
-                Py_DECREF(out);
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_RuntimeError, "socket.send() returned a count out of range");
-                return -1;
-            }
-            if (done == len) {
+        long fd = PyLong_AsLong(fdo);
+        Py_DECREF(fdo);
+        if (fd == -1 && PyErr_Occurred()) {
+            Py_DECREF(out);
+            return -1;
+        }
+        if (fd >= 0 && fd <= INT_MAX) {
+            ssize_t n = send((int)fd, PyBytes_AS_STRING(out), (size_t)len, MSG_NOSIGNAL);
+            if (n == len) {
                 Py_DECREF(out);
                 return 0;
             }
+            if (n > 0)
+                done = n;
         }
     }
     if (done) {
@@ -732,7 +738,7 @@ PyInit__fastresponse(void)
         intern(&s_http_version, "http_version") < 0 || intern(&s_stopping, "stopping") < 0 ||
         intern(&s_with_traceback, "with_traceback") < 0 || intern(&s_finished, "FINISHED") < 0 ||
         intern(&s_length_framer, "LengthFramer") < 0 || intern(&s_head, "HEAD") < 0 || intern(&s_v11, "1.1") < 0 ||
-        intern(&s_send, "send") < 0 || intern(&s_must_close, "must_close") < 0 || intern(&s_complete, "complete") < 0)
+        intern(&s_fileno, "fileno") < 0 || intern(&s_must_close, "must_close") < 0 || intern(&s_complete, "complete") < 0)
         return NULL;
     StateError = PyErr_NewExceptionWithDoc("lichen.wsgi.response.ResponseStateError",
                                            "The app broke a start_response rule (PEP 3333).", PyExc_RuntimeError,

@@ -83,8 +83,9 @@ class Response(ResponseCore):
     `send(bytes)` sends everything or raises, `request` gives `method` and
     `http_version`, `date` and `server` are the Date and Server values,
     `owner` (the server) closes the connection after the response once its
-    `stopping` is set, and `raw` is a plain non-blocking socket a whole
-    response tries first (its rest, or an error, goes to `send`). The state,
+    `stopping` is set, and `raw` is a plain non-blocking socket: a whole
+    response tries one send(2) on its descriptor first (the rest, or
+    everything after an error, goes to `send`). The state,
     `must_close`, the keep-alive answer when a head is built
     (`_keep_alive_now()`) and the common whole send (`whole()`) are
     lichen._fastresponse's; every other rule is here."""
