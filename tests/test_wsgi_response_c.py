@@ -17,9 +17,13 @@
 # and per decline follows.
 from __future__ import annotations
 
+import contextlib
+import errno
 import gc
 import socket
+import struct
 import sys
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -28,6 +32,7 @@ from hypothesis import strategies as st
 
 from lichen.http import LocalProtocolError
 from lichen.http.framing import LengthFramer
+from lichen._fastresponse import recv_nowait
 from lichen.wsgi.response import FINISHED, Response, ResponseStateError
 
 DATE = b"Thu, 03 Dec 2026 08:00:00 GMT"
@@ -341,14 +346,23 @@ def expected(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nDate: %s\r\n\r\n%s" % (len(body), DATE, body)
 
 
+@contextlib.contextmanager
+def socket_of(cls: type):
+    """A non-blocking socket of class `cls` (the raw one) and its peer."""
+    a, peer = socket.socketpair()
+    raw = cls(fileno=a.detach())
+    raw.setblocking(False)
+    try:
+        yield raw, peer
+    finally:
+        raw.close()
+        peer.close()
+
+
 @pytest.fixture
 def pair():
-    """A non-blocking socket (the raw one) and its peer."""
-    raw, peer = socket.socketpair()
-    raw.setblocking(False)
-    yield raw, peer
-    raw.close()
-    peer.close()
+    with socket_of(socket.socket) as both:
+        yield both
 
 
 def with_raw(raw: socket.socket, body: bytes):
@@ -388,16 +402,10 @@ class NoSend(socket.socket):
 
 
 def test_the_raw_try_is_a_system_call_on_the_descriptor_not_socket_send():
-    a, peer = socket.socketpair()
-    raw = NoSend(fileno=a.detach())
-    raw.setblocking(False)
-    try:
+    with socket_of(NoSend) as (raw, peer):
         r, sent = with_raw(raw, b"hello")
         assert r.whole(b"hello")
         assert sent == [] and received(peer) == expected(b"hello")
-    finally:
-        raw.close()
-        peer.close()
 
 
 def test_after_a_short_raw_send_the_rest_goes_to_send(pair):
@@ -444,6 +452,79 @@ def test_an_error_asking_the_raw_socket_for_its_descriptor_propagates():
     with pytest.raises(KeyboardInterrupt):
         r.whole(b"hello")
     assert sent == []
+
+
+# -- the driver's raw read ---------------------------------------------------------------------
+
+def test_recv_nowait_reads_what_is_there_into_the_buffer(pair):
+    raw, peer = pair
+    peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    buf = bytearray(64)
+    assert recv_nowait(raw, buf) == 18
+    assert bytes(buf[:18]) == b"GET / HTTP/1.1\r\n\r\n"
+
+
+def test_recv_nowait_takes_no_more_than_the_buffer_holds(pair):
+    raw, peer = pair
+    peer.sendall(b"abcdef")
+    buf = bytearray(4)
+    assert recv_nowait(raw, buf) == 4 and buf == b"abcd"
+    assert recv_nowait(raw, buf) == 2 and buf[:2] == b"ef"
+
+
+def test_recv_nowait_is_none_when_nothing_has_arrived(pair):
+    raw, _ = pair
+    assert recv_nowait(raw, bytearray(16)) is None
+
+
+def test_recv_nowait_is_zero_at_eof(pair):
+    raw, peer = pair
+    peer.close()
+    assert recv_nowait(raw, bytearray(16)) == 0
+
+
+def test_recv_nowait_is_zero_after_a_reset():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        served, _ = listener.accept()
+    try:
+        served.setblocking(False)
+        served.sendall(b"unread")  # (the client closes with it unread: a reset)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        deadline = time.monotonic() + 5
+        while (n := recv_nowait(served, bytearray(16))) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert n == 0
+    finally:
+        served.close()
+
+
+def test_recv_nowait_on_a_closed_socket_is_ebadf(pair):
+    raw, _ = pair
+    raw.close()
+    with pytest.raises(OSError) as e:
+        recv_nowait(raw, bytearray(16))
+    assert e.value.errno == errno.EBADF
+
+
+def test_recv_nowait_wants_a_writable_buffer(pair):
+    raw, _ = pair
+    with pytest.raises(TypeError):
+        recv_nowait(raw, b"read-only")
+
+
+class NoRecv(socket.socket):
+    """A socket whose recv_into() method must not be used."""
+
+    def recv_into(self, *args):
+        raise AssertionError("socket.recv_into() called")
+
+
+def test_recv_nowait_is_a_system_call_on_the_descriptor_not_socket_recv_into():
+    with socket_of(NoRecv) as (raw, peer):
+        peer.sendall(b"x")
+        assert recv_nowait(raw, bytearray(4)) == 1
 
 
 # -- must_close and the date ------------------------------------------------------------------

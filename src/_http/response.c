@@ -14,6 +14,11 @@
  * errors included.  What whole() sends is byte for byte what the Python path
  * sends (lichen.http.response.build_head): tests/test_wsgi_response_c.py
  * holds the two equal on generated responses.
+ *
+ * The wsgi layer's system calls on a plain socket are here too: whole()'s
+ * first send and the driver's read between requests (recv_nowait), each one
+ * call on the descriptor, without the socket module's argument parsing and
+ * GIL hand-over (a non-blocking call never waits).
  */
 #include "common.h"
 #include <errno.h>
@@ -332,12 +337,27 @@ put(char **p, const void *src, Py_ssize_t n)
     return 0;
 }
 
+/* The descriptor of a plain socket, asked of it at each use: a socket closed
+ * meanwhile answers -1, never a number another connection may hold by now.
+ * -1 with *fd untouched and an error set when fileno() fails; else 0. */
+static int
+raw_fd(PyObject *raw, int *fd)
+{
+    PyObject *fdo = PyObject_CallMethodNoArgs(raw, s_fileno);
+    if (fdo == NULL)
+        return -1;
+    long n = PyLong_AsLong(fdo);
+    Py_DECREF(fdo);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    *fd = (n >= 0 && n <= INT_MAX) ? (int)n : -1;
+    return 0;
+}
+
 /* Send all of `out` (a new reference, consumed): one send(2) on the raw
  * socket's descriptor when there is one, then `send` for whatever it did
  * not take (the rest after a short send; everything after EAGAIN, EINTR or
  * an error, which `send` then meets again and reports in its own terms).
- * The descriptor is asked of the socket at each send: a socket closed
- * meanwhile answers -1, never a number another connection may hold by now.
  * The call is made here, not through socket.send(): the socket is
  * non-blocking, so there is no wait to release the GIL for, and the method
  * call, its argument parsing and the GIL hand-over cost more than the send
@@ -347,19 +367,13 @@ send_all(ResponseCore *self, PyObject *out)
 {
     Py_ssize_t len = PyBytes_GET_SIZE(out), done = 0;
     if (self->raw != Py_None) {
-        PyObject *fdo = PyObject_CallMethodNoArgs(self->raw, s_fileno);
-        if (fdo == NULL) {
+        int fd;
+        if (raw_fd(self->raw, &fd) < 0) {
             Py_DECREF(out);
             return -1;
         }
-        long fd = PyLong_AsLong(fdo);
-        Py_DECREF(fdo);
-        if (fd == -1 && PyErr_Occurred()) {
-            Py_DECREF(out);
-            return -1;
-        }
-        if (fd >= 0 && fd <= INT_MAX) {
-            ssize_t n = send((int)fd, PyBytes_AS_STRING(out), (size_t)len, MSG_NOSIGNAL);
+        if (fd >= 0) {
+            ssize_t n = send(fd, PyBytes_AS_STRING(out), (size_t)len, MSG_NOSIGNAL);
             if (n == len) {
                 Py_DECREF(out);
                 return 0;
@@ -716,7 +730,60 @@ http_date(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* recv_nowait(raw, buffer): the driver's read between requests, with the
+ * contract of lichen.socket.socket.recv_into_nowait, as one recv(2) on the
+ * plain socket's descriptor: for the reason send_all() gives, socket's own
+ * recv_into() costs more than the read.  EINTR is retried after the signal
+ * handlers ran (PEP 475), as the socket module does. */
+static PyObject *
+recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_nowait(raw, buffer)");
+        return NULL;
+    }
+    int fd;
+    if (raw_fd(args[0], &fd) < 0)
+        return NULL;
+    if (fd < 0) {
+        errno = EBADF;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) {  /* (a TypeError, as for socket.recv_into) */
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "recv_nowait() wants a writable buffer, not %.100s",
+                         Py_TYPE(args[1])->tp_name);
+        }
+        return NULL;
+    }
+    ssize_t n;
+    while ((n = recv(fd, view.buf, (size_t)view.len, 0)) < 0 && errno == EINTR) {
+        if (PyErr_CheckSignals() < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    int err = errno;
+    PyBuffer_Release(&view);
+    if (n >= 0)
+        return PyLong_FromSsize_t(n);
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        Py_RETURN_NONE;
+    if (err == ECONNRESET || err == ECONNABORTED)
+        return PyLong_FromLong(0);
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
 static PyMethodDef fastresponse_functions[] = {
+    {"recv_nowait", (PyCFunction)(void (*)(void))recv_nowait, METH_FASTCALL,
+     "recv_nowait(raw, buffer) -> int | None\n\n"
+     "Read what the plain non-blocking socket `raw` has into `buffer` without waiting: the count\n"
+     "(0 at EOF or after a reset), or None when nothing has arrived; OSError otherwise (EBADF\n"
+     "once `raw` is closed). One recv(2) on its descriptor."},
     {"http_date", (PyCFunction)(void (*)(void))http_date, METH_FASTCALL,
      "http_date(timestamp=None) -> bytes\n\n"
      "The Date header value (IMF-fixdate) of `timestamp`, or of now (made once a second)."},
@@ -726,7 +793,8 @@ static PyMethodDef fastresponse_functions[] = {
 static struct PyModuleDef fastresponse_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "lichen._fastresponse",
-    .m_doc = "The state of a WSGI response, its start_response and whole sends (see ResponseCore).",
+    .m_doc = "The state of a WSGI response, its start_response and whole sends (see ResponseCore);\n"
+             "the driver's raw read (recv_nowait).",
     .m_size = -1,
     .m_methods = fastresponse_functions,
 };
