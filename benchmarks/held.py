@@ -386,17 +386,15 @@ class LongPollResult:
         return kib_each(self.rss_before_kib, self.rss_after_kib, self.opened)
 
     @property
-    def baseline_rps(self) -> float | None:
-        """The median req/s with none parked."""
-        return median([w.rps for w in self.none if w.rps])
-
-    @property
     def ratios(self) -> list[float | None]:
-        """Each repetition while parked, over the median with none parked
-        (over run i with none parked, one slow baseline run would fail a
-        parked run that was as fast as the others)."""
-        base = self.baseline_rps
-        return [ratio(p.rps, base) if base else None for p in self.parked_runs]
+        """Each run while parked over the mean of the runs with none parked
+        just before and just after it (A-B-A: a drift of the machine's speed
+        over the minute cancels; a one-run dip of the baseline counts half)."""
+        out = []
+        for i, p in enumerate(self.parked_runs):
+            around = [w.rps for w in self.none[i:i + 2] if w.rps]
+            out.append(ratio(p.rps, sum(around) / len(around)) if len(around) == 2 else None)
+        return out
 
     @property
     def all_parked(self) -> bool:
@@ -407,8 +405,8 @@ class LongPollResult:
 def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: float,
                  tmp: str) -> list[LongPollResult]:
     """Repetitions interleaved: a run with none parked, then `count` parked
-    for a run and let go, and again, so that both kinds of run spread over
-    the same stretch of time. On the machines measured, a server's speed
+    for a run and let go, and again, and a last run with none parked, so
+    that each parked run has one with none parked on either side. On the machines measured, a server's speed
     drifts: windows of several seconds in which the whole core (kernel time
     included) serves 30-50 % fewer requests, with none parked as with
     10,000, for granian as for lichen. All none-parked runs first would
@@ -448,6 +446,7 @@ def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: 
             if wait_count(run.port, "/parked", 0, timeout=hold + 10, down=True) != 0:
                 res.note = "parked requests did not finish between repetitions"
             time.sleep(1.0)  # (their connections close)
+        res.none.append(run_wrk(run, KEEPALIVE, seconds, tmp))  # (the last parked run's "after")
         res.parked, res.parked_after, res.pending = _least(parked), _least(parked_after), _least(pending)
         if not run.alive():
             res.note = f"server died: {run.log_tail(3).strip()}"
@@ -483,12 +482,14 @@ def longpoll_markdown(lp: list[LongPollResult], note: str) -> list[str]:
          "the run that measures them, so the requests stay parked in the app for the whole run. Only greenlet "
          "servers can park that many requests in a WSGI app cheaply (a thread or process per request is the "
          "alternative), so only lichen and gevent run it. Repetitions alternate within one server start: a "
-         f"run with none parked, then {count:,} parked for a run, let go and drained, and again ({timing}). "
+         f"run with none parked, then {count:,} parked for a run, let go and drained, and again, ending with a "
+         f"run with none parked ({timing}). "
          "parked = the app's own count (`/parked`) before and after the run while parked; pending = client "
          "connections still open and unanswered after it (the fewest over the repetitions). RSS growth = "
          "server VmRSS after parking minus before, per request sent (the connection's own cost included; "
          "first repetition). req/s: keep-alive `GET /` with 50 wrk connections beside them; parked/none is "
-         "given for each repetition while parked, over the median with none parked. `*`: other processes "
+         "given for each run while parked, over the mean of the runs with none parked just before and just "
+         "after it. `*`: other processes "
          "used more than 0.2 CPUs during that run.", "", note, "",
          "| server | parked (before / after wrk) | pending at the end | RSS growth | KiB per parked request "
          "| req/s none parked | req/s while parked | parked/none, each repetition | p99 while parked | notes |",
