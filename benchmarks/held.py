@@ -371,7 +371,6 @@ class LongPollResult:
     parked: int | None = None  # the app's count before the wrk runs
     parked_after: int | None = None  # ... and after them
     pending: int | None = None  # client view after the wrk runs: open and still unanswered
-    answered_early: int = 0  # open but with an answer already (not parked any more)
     rss_before_kib: int = 0
     rss_after_kib: int = 0
     none: list[WrkResult] = field(default_factory=list)  # keep-alive wrk, none parked (same start, before)
@@ -406,11 +405,11 @@ def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: 
                  tmp: str) -> list[LongPollResult]:
     """Repetitions interleaved: a run with none parked, then `count` parked
     for a run and let go, and again, and a last run with none parked, so
-    that each parked run has one with none parked on either side. On the machines measured, a server's speed
-    drifts: windows of several seconds in which the whole core (kernel time
-    included) serves 30-50 % fewer requests, with none parked as with
-    10,000, for granian as for lichen. All none-parked runs first would
-    compare two different moments. `warm`: the wrk warm-up after the server
+    that each parked run has one with none parked on either side. On the
+    machines measured, a server's speed drifts: windows of several seconds
+    in which the whole core (kernel time included) serves 30-50 % fewer
+    requests, with none parked as with 10,000, for granian as for lichen.
+    All none-parked runs first would compare two different moments. `warm`: the wrk warm-up after the server
     starts. The RSS per parked request is measured in the first repetition."""
     settle = 1.0  # after parking, before measuring (lazy frees, timers)
     hold = min(settle + seconds + 4.0, apps.PARK_SECONDS)  # each parked request sleeps past its run
@@ -434,7 +433,7 @@ def run_longpoll(names: list[str], count: int, reps: int, seconds: float, warm: 
             res.parked_runs.append(run_wrk(run, KEEPALIVE, seconds, tmp))
             parked_after.append(app_count(run.port, "/parked"))
             checks = clients.ask("check", {"open": 0, "data": 0, "dropped": 0})
-            res.answered_early += sum(m["data"] for m in checks)
+            # (open but answered already: no longer parked)
             pending.append(sum(m["open"] for m in checks) - sum(m["data"] for m in checks))
             dropped = sum(m["dropped"] for m in checks)
             if dropped:
