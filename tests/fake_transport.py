@@ -253,7 +253,7 @@ def harness(app: Callable[..., Any], peer: Any = ("127.0.0.1", 5555), server_cla
     clock = Clock()
     server.now = clock  # type: ignore[method-assign]
     sock = FakeSocket(clock=clock)
-    channel = Channel(server, sock, peer, True)
+    channel = server.channel_class(server, sock, peer, True)
     server.connections.add(channel)
     return Harness(server, sock, channel, clock)
 

@@ -78,6 +78,8 @@ class StreamServer:
     #: A server given lichen's graceful_timeout (as a keyword, or in
     #: `settings=` as the lichen command gives it) uses that instead.
     stop_timeout: float = 1.0
+    #: What each accepted connection becomes (a protocol may extend Channel).
+    channel_class: type[Channel] = Channel
 
     def __init__(self, listener: Any, handle: Callable[..., Any] | None = None, backlog: int | None = None,
                  spawn: Any = "default", *, settings: Settings | None = None, **kwargs: Any) -> None:
@@ -418,7 +420,7 @@ class StreamServer:
     def _open(self, sock: _stdlib.socket, peer: Any) -> None:
         # TLS is set up by the preamble, after a PROXY header if one comes.
         preamble = self.proxy_allow is not None or self.ssl_context is not None
-        channel = Channel(self, lsocket.socket(sock=sock), peer, not preamble)
+        channel = self.channel_class(self, lsocket.socket(sock=sock), peer, not preamble)
         self.connections.add(channel)
         # Data usually follows the connect at once: read first, in a worker.
         self._queue.put(channel)

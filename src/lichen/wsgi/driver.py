@@ -21,7 +21,7 @@ from typing import Any, Callable
 from lichen._fastresponse import recv_nowait
 from lichen.http import END_OF_MESSAGE, RemoteProtocolError, Request
 from lichen.server import peer_text
-from lichen.wsgi.exchange import Exchange, LengthBody, reject, reply_error
+from lichen.wsgi.exchange import Exchange, LengthBody, reject, reply_error, serve_plain
 from lichen.wsgi.input import Input
 
 __all__ = ["Driver"]
@@ -190,7 +190,8 @@ class Driver:
                 own = True
             else:
                 data = b""
-            if Exchange(srv, channel, req).serve(inp) and not srv.stopping and not channel.closed:
+            if (serve_plain(srv, channel, req) if inp is None else Exchange(srv, channel, req).serve(inp)) \
+                    and not srv.stopping and not channel.closed:
                 srv.requests_served += 1  # (_done's common case, inlined: once per request)
             elif not self._done(channel, False, bool(data) or (inp is not None and not inp.finished)):
                 return None

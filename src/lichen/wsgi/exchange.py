@@ -2,15 +2,20 @@
 #
 # Strategy: the driver makes an Exchange when it has a request head and drops
 # it when the response is done, so nothing of one request can leak into the
-# next. The exchange builds the environ (the one place it is made, for a
+# next. The common request (the fast lane's, without a body, on a server
+# without a handler class) takes serve_plain instead: the same steps in one
+# frame, with no Exchange (it has nothing to keep between them), since it
+# is most requests and a long-poll parks what its frames hold. Both write
+# through run_app. The exchange builds the environ (the one place it is made, for a
 # request from either lane: the server's C builder), gives the app a
 # wsgi.input over the body (read from the parser's body events, or by
 # counting a Content-Length body straight from the socket), sends 100
 # Continue only when the app first reads, runs the app, writes its response
 # (one send for a whole list body, os.sendfile for a file), drains what the
 # app left unread, and says whether the connection may serve another request.
-# Every write goes through the channel's socket with the write timeout; a
-# client that went away is ClientGone, never an application error. A server
+# Every write goes through the channel's send_all (HttpChannel, the
+# server's channel class), with the write timeout; a client that went away
+# is ClientGone, never an application error. A server
 # with a handler class (gevent's hook, lichen.wsgi.handler) gets one handler
 # per request, which gives the environ, hears of application errors and logs
 # the request; without one, nothing of it costs a request more than a test.
@@ -31,12 +36,13 @@ from typing import Any
 from lichen.http import (CONTINUE_RESPONSE, LocalProtocolError, RemoteProtocolError, Request,
                          build_simple_response)
 from lichen.proxy import ProxyHeaderError, apply_proxy_headers
-from lichen.server import RECV_SIZE, peer_text
+from lichen.server import RECV_SIZE, Channel, peer_text
 from lichen.websocket import Rejection, WebSocketError, check_request
 from lichen.wsgi.input import EMPTY_INPUT, Input
 from lichen.wsgi.response import FileWrapper, Response, close_body
 
-__all__ = ["Exchange", "ClientGone", "LengthBody", "send", "reply_error", "reject", "recv_body"]
+__all__ = ["Exchange", "ClientGone", "HttpChannel", "LengthBody", "serve_plain", "run_app", "reply_error", "reject",
+           "recv_body"]
 
 log = logging.getLogger("lichen.error")
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -48,15 +54,23 @@ class ClientGone(ConnectionError):
     sending for longer than a timeout. Not an application error."""
 
 
-def send(channel: Any, data: bytes, write_timeout: float, flags: int = 0) -> None:
-    """Send everything on the channel or raise ClientGone (reset, closed,
-    write timeout: the client took nothing for `write_timeout` seconds)."""
-    try:
-        channel.sock.send_all_by(data, write_timeout, flags)
-    except TimeoutError as e:
-        raise ClientGone("client stopped reading (write timeout)") from e
-    except OSError as e:
-        raise ClientGone(f"send failed: {e}") from e
+class HttpChannel(Channel):
+    """A connection of a WSGIServer: a Channel with the send that every
+    response byte takes."""
+
+    __slots__ = ()
+
+    def send_all(self, data: bytes, flags: int = 0) -> None:
+        """Send everything or raise ClientGone (reset, closed, write
+        timeout: the client took nothing for the server's write_timeout).
+        (A bound method of the channel is a response's send: cheaper per
+        request than any object made for it.)"""
+        try:
+            self.sock.send_all_by(data, self.server.settings.write_timeout, flags)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"send failed: {e}") from e
 
 
 def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False,
@@ -69,7 +83,7 @@ def reply_error(server: Any, channel: Any, status: int, message: str, head_sent:
         data = build_simple_response(status, message, date=server.date(), server=server.server_header_bytes,
                                      fields=fields)
         try:
-            send(channel, data, server.settings.write_timeout)
+            channel.send_all(data)
         except ClientGone:
             channel.close()
             return 0
@@ -82,6 +96,41 @@ def reject(server: Any, channel: Any, err: RemoteProtocolError, head_sent: bool 
     server.log_error("bad request from %s: %s (%d)", peer_text(channel.peer), err, err.status,
                      level=logging.INFO)
     reply_error(server, channel, err.status, str(err), head_sent)
+
+
+def proxy_applied(server: Any, channel: Any, env: dict) -> bool:
+    """Apply the trusted proxy's X-Forwarded-* headers to `env`; False (the
+    client answered 400 and the connection closed) when they are malformed."""
+    try:
+        apply_proxy_headers(env, server.proxy_headers)
+    except ProxyHeaderError as e:
+        reject(server, channel, RemoteProtocolError(f"proxy headers: {e}", 400))
+        return False
+    return True
+
+
+def serve_plain(server: Any, channel: Any, request: Request) -> bool:
+    """Serve a request the fast lane took that has no body, and say whether
+    the connection may serve another one: what Exchange.serve does, for the
+    common case, without an Exchange (a request waiting in the app holds one
+    object less). A server with a handler class, or a request that expects
+    100 Continue, goes to an Exchange."""
+    if server.request_handler is not None or request.expect_continue:
+        return Exchange(server, channel, request).serve()
+    env, proxied = server.build_environ(channel.peer, request, None)
+    if proxied and not proxy_applied(server, channel, env):
+        return False
+    resp = Response(channel.send_all, request,
+                    request.keep_alive and server.keepalive and not server.stopping, server.date(),
+                    server.server_header_bytes, server, None if channel.encrypted else channel.sock.raw)
+    request.headers = _NO_FIELDS  # (the fields live on in the environ alone)
+    access = server.access_log
+    if access is None or not access.enabled:
+        return run_app(server, channel, env, resp) and resp.keep_alive and not resp.must_close
+    started = time.time()
+    ok = run_app(server, channel, env, resp)
+    server.access(env, resp, time.time() - started)
+    return ok and resp.keep_alive and not resp.must_close
 
 
 class Exchange:
@@ -120,12 +169,8 @@ class Exchange:
             self.input = inp
         # (No body: inp is None, and the builder gives wsgi.input EMPTY_INPUT.)
         env, proxied = srv.build_environ(self.channel.peer, req, inp)
-        if proxied:
-            try:
-                apply_proxy_headers(env, srv.proxy_headers)
-            except ProxyHeaderError as e:
-                reject(srv, self.channel, RemoteProtocolError(f"proxy headers: {e}", 400))
-                return False
+        if proxied and not proxy_applied(srv, self.channel, env):
+            return False
         keep = req.keep_alive and srv.keepalive and not srv.stopping
         ws = None
         if self.parser is not None and srv.websockets is not None and "HTTP_UPGRADE" in env:
@@ -134,7 +179,7 @@ class Exchange:
                 return False  # refused: answered and closed
             keep = keep and ws is None
         channel = self.channel
-        resp = self.response = Response(self.sendall, req, keep, srv.date(), srv.server_header_bytes, srv,
+        resp = self.response = Response(channel.send_all, req, keep, srv.date(), srv.server_header_bytes, srv,
                                         None if channel.encrypted else channel.sock.raw)
         if has_body or req.expect_continue:
             resp.will_close = self._will_close  # (that the server is stopping, the response asks itself)
@@ -152,7 +197,7 @@ class Exchange:
                 access = None
         started = time.time() if access is not None else 0.0
         try:
-            ok = self._run_app(env, resp, handler)
+            ok = run_app(srv, channel, env, resp, handler)
             if has_body:
                 if ok:
                     ok = self._finish_body()
@@ -205,21 +250,11 @@ class Exchange:
         resp.switched(head_bytes)
 
     # Writing ---------------------------------------------------------------
-    def sendall(self, data: bytes) -> None:
-        """Send everything or raise ClientGone (the path of every response
-        byte: one call deep, hence not through send())."""
-        try:
-            self.channel.sock.send_all_by(data, self.server.settings.write_timeout)
-        except TimeoutError as e:
-            raise ClientGone("client stopped reading (write timeout)") from e
-        except OSError as e:
-            raise ClientGone(f"send failed: {e}") from e
-
     def _send_continue(self) -> None:
         resp = self.response
         if resp is not None and not resp.head_sent and not self.continue_sent:
             self.continue_sent = True
-            self.sendall(CONTINUE_RESPONSE)
+            self.channel.send_all(CONTINUE_RESPONSE)
 
     def _will_close(self) -> bool:
         """Asked when the head of a response to a request with a body (or
@@ -233,64 +268,6 @@ class Exchange:
         length = self.undrainable
         return length is not None and length - self.input.bytes_read > self.server.settings.max_discard
 
-    def _run_app(self, env: dict, resp: Response, handler: Any) -> bool:
-        srv = self.server
-        result = None
-        try:
-            if handler is None:
-                result = srv.wsgi_app(env, resp)  # (the response is the start_response callable)
-            else:
-                env = handler.environ = handler.get_environ()
-                result = handler.run_application()
-                if result is None:  # (an override in gevent's way: the result is kept, not returned)
-                    result = handler.result
-                if handler.detached:  # the connection is the handler's: nothing more goes out on it
-                    self.channel.close()
-                    return False
-            if type(result) is list and not resp.head_sent and resp.status is not None:
-                body = result[0] if len(result) == 1 else b"".join(result)
-                if not resp.whole(body):
-                    resp.send_all_at_once(body)
-            elif (isinstance(result, FileWrapper) and not resp.head_sent and not self.channel.encrypted
-                  and result.fileno() is not None):
-                self._send_file(resp, result)
-            else:
-                for data in result:
-                    if data:
-                        resp.write(data)
-                resp.finish()
-            return True
-        except (ClientGone, WebSocketError) as e:
-            log.debug("client %s went away: %s", peer_text(self.channel.peer), e)
-            return False
-        except RemoteProtocolError as e:
-            # The app read a body that broke the protocol (e.g. over max_body).
-            if not resp.head_sent:
-                resp.status_code = e.status
-            reject(srv, self.channel, e, resp.head_sent)
-            return False
-        except LocalProtocolError as e:
-            srv.log_error("invalid response from the application for %s %s: %s", env.get("REQUEST_METHOD"),
-                          env.get("RAW_URI"), e)
-            self._app_failed(resp)
-            return False
-        except Exception:
-            if handler is None:
-                srv.app_error(env, self.channel.peer)
-            else:
-                try:
-                    handler.handle_error(*sys.exc_info())
-                except Exception:
-                    log.exception("handle_error() of %s failed", type(handler).__name__)
-                if handler.detached:
-                    self.channel.close()
-                    return False
-            self._app_failed(resp)
-            return False
-        finally:
-            if type(result) is not list and not close_body(result, "the application's"):
-                resp.keep_alive = False
-
     def detach(self) -> bytes:
         """The handler takes the connection over: the bytes the client sent
         after this request that lichen read already. (Those are the
@@ -299,50 +276,6 @@ class Exchange:
         are not handed over.)"""
         parser = self.parser
         return parser.detach() if parser is not None else b""
-
-    def _app_failed(self, resp: Response) -> None:
-        if not resp.head_sent:
-            resp.status_code = 500
-            resp.head_bytes = reply_error(self.server, self.channel, 500, "Internal Server Error")
-        # After the head went out nothing can be repaired: the driver closes,
-        # which tells the client the response is incomplete.
-
-    def _send_file(self, resp: Response, wrapper: FileWrapper) -> None:
-        """A regular file as the body: the head, then os.sendfile from the
-        file's position, so the kernel copies and Python never reads it."""
-        fd = wrapper.fileno()
-        assert fd is not None
-        try:
-            pos = wrapper.filelike.tell()
-        except (AttributeError, OSError):
-            pos = 0
-        size = max(os.fstat(fd).st_size - pos, 0)
-        head = resp.head(size)  # the app's own Content-Length wins in build_head
-        framer = resp.framer
-        try:
-            limit = framer.remaining
-        except LocalProtocolError:  # a framing that must see the bytes
-            self.sendall(head)
-            for data in wrapper:
-                resp.write(data)
-            resp.finish()
-            return
-        length = size if limit is None else min(limit, size)
-        if not length:
-            self.sendall(head)
-            resp.finish()
-            return
-        # MSG_MORE: head and file data share segments despite TCP_NODELAY.
-        send(self.channel, head, self.server.settings.write_timeout, _MSG_MORE)
-        try:
-            sent = self.channel.sock.sendfile_by(fd, pos, length, self.server.settings.write_timeout)
-        except TimeoutError as e:
-            raise ClientGone("client stopped reading (write timeout)") from e
-        except OSError as e:
-            raise ClientGone(f"sendfile failed: {e}") from e
-        framer.advance(sent)
-        resp.bytes_sent += sent
-        resp.finish()  # a file that shrank leaves the framer short: must_close
 
     # Reading the body --------------------------------------------------------
     def _next_body_chunk(self) -> bytes:
@@ -380,6 +313,117 @@ class Exchange:
                     return False
         except (ClientGone, RemoteProtocolError, OSError):
             return False
+
+
+def run_app(srv: Any, channel: Any, env: dict, resp: Response, handler: Any = None) -> bool:
+    """Run the app on `env` with `resp` as its start_response (through the
+    `handler` of a handler class, if any) and write its response; returns
+    whether it all went out. Every failure ends here as the right answer
+    and a log line: a client gone, a protocol error, an app that raised."""
+    result = None
+    try:
+        if handler is None:
+            result = srv.wsgi_app(env, resp)  # (the response is the start_response callable)
+        else:
+            env = handler.environ = handler.get_environ()
+            result = handler.run_application()
+            if result is None:  # (an override in gevent's way: the result is kept, not returned)
+                result = handler.result
+            if handler.detached:  # the connection is the handler's: nothing more goes out on it
+                channel.close()
+                return False
+        if type(result) is list and not resp.head_sent and resp.status is not None:
+            body = result[0] if len(result) == 1 else b"".join(result)
+            if not resp.whole(body):
+                resp.send_all_at_once(body)
+        elif (isinstance(result, FileWrapper) and not resp.head_sent and not channel.encrypted
+              and result.fileno() is not None):
+            send_file(srv, channel, resp, result)
+        else:
+            for data in result:
+                if data:
+                    resp.write(data)
+            resp.finish()
+        return True
+    except (ClientGone, WebSocketError) as e:
+        log.debug("client %s went away: %s", peer_text(channel.peer), e)
+        return False
+    except RemoteProtocolError as e:
+        # The app read a body that broke the protocol (e.g. over max_body).
+        if not resp.head_sent:
+            resp.status_code = e.status
+        reject(srv, channel, e, resp.head_sent)
+        return False
+    except LocalProtocolError as e:
+        srv.log_error("invalid response from the application for %s %s: %s", env.get("REQUEST_METHOD"),
+                      env.get("RAW_URI"), e)
+        app_failed(srv, channel, resp)
+        return False
+    except Exception:
+        if handler is None:
+            srv.app_error(env, channel.peer)
+        else:
+            try:
+                handler.handle_error(*sys.exc_info())
+            except Exception:
+                log.exception("handle_error() of %s failed", type(handler).__name__)
+            if handler.detached:
+                channel.close()
+                return False
+        app_failed(srv, channel, resp)
+        return False
+    finally:
+        if type(result) is not list and not close_body(result, "the application's"):
+            resp.keep_alive = False
+
+
+def app_failed(srv: Any, channel: Any, resp: Response) -> None:
+    """An app failed before or after its head went out: a 500 if it can
+    still be said."""
+    if not resp.head_sent:
+        resp.status_code = 500
+        resp.head_bytes = reply_error(srv, channel, 500, "Internal Server Error")
+    # After the head went out nothing can be repaired: the driver closes,
+    # which tells the client the response is incomplete.
+
+
+def send_file(srv: Any, channel: Any, resp: Response, wrapper: FileWrapper) -> None:
+    """A regular file as the body: the head, then os.sendfile from the
+    file's position, so the kernel copies and Python never reads it."""
+    timeout = srv.settings.write_timeout
+    fd = wrapper.fileno()
+    assert fd is not None
+    try:
+        pos = wrapper.filelike.tell()
+    except (AttributeError, OSError):
+        pos = 0
+    size = max(os.fstat(fd).st_size - pos, 0)
+    head = resp.head(size)  # the app's own Content-Length wins in build_head
+    framer = resp.framer
+    try:
+        limit = framer.remaining
+    except LocalProtocolError:  # a framing that must see the bytes
+        channel.send_all(head)
+        for data in wrapper:
+            resp.write(data)
+        resp.finish()
+        return
+    length = size if limit is None else min(limit, size)
+    if not length:
+        channel.send_all(head)
+        resp.finish()
+        return
+    # MSG_MORE: head and file data share segments despite TCP_NODELAY.
+    channel.send_all(head, _MSG_MORE)
+    try:
+        sent = channel.sock.sendfile_by(fd, pos, length, timeout)
+    except TimeoutError as e:
+        raise ClientGone("client stopped reading (write timeout)") from e
+    except OSError as e:
+        raise ClientGone(f"sendfile failed: {e}") from e
+    framer.advance(sent)
+    resp.bytes_sent += sent
+    resp.finish()  # a file that shrank leaves the framer short: must_close
 
 
 def recv_body(server: Any, channel: Any, timeout: float, size: int = RECV_SIZE) -> bytes:

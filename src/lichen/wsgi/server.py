@@ -27,6 +27,7 @@ from lichen.server import StreamServer, peer_text
 from lichen.websocket import Registry, WebSocketHandler
 from lichen.wsgi.accesslog import AccessLog, ErrorLog, writer
 from lichen.wsgi.driver import Driver
+from lichen.wsgi.exchange import HttpChannel
 from lichen.wsgi.environ import BASE_ENV, base_environ
 from lichen.wsgi.handler import WSGIHandler
 from lichen.wsgi.input import EMPTY_INPUT
@@ -61,6 +62,8 @@ class WSGIServer(StreamServer):
     lichen.websocket (websockets are on anyway: see the `websocket`
     setting). `spawn`, `backlog`, gevent's `**ssl_args` and lichen's
     settings: see StreamServer."""
+
+    channel_class = HttpChannel
 
     #: gevent's: the class whose instances handle requests. WSGIHandler
     #: itself changes nothing, so lichen makes none; a subclass is made once
