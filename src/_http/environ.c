@@ -9,7 +9,9 @@
  * in Python and is the oracle the tests compare this builder against
  * (tests/test_wsgi_environ_c.py), on requests from both lanes.
  *
- * What is per server is worked out when the builder is made: whether the
+ * What is per server is worked out when the builder is made (from its own
+ * copy of the base environ, sized for a whole environ: see presized_copy;
+ * the server makes a new builder whenever its environ changes): whether the
  * base environ holds keys a field may join (HTTP_*, CONTENT_*) and whether
  * it, or a key every environ gets, is a proxy key.  Per request, a field's
  * environ key comes from a cache keyed by the name's content (by the name
@@ -48,6 +50,34 @@ typedef struct {
     Py_ssize_t req_offsets[N_FIELDS];
 } EnvironBuilder;
 
+/* Every request's environ gets the base's keys and at least these: the
+ * fixed ones and a Host field. */
+#define KEYS_EVERY_REQUEST_ADDS 10
+
+/* The builder's own copy of the base environ, with a table already as large
+ * as an environ needs once a request's keys are in.  PyDict_Copy keeps the
+ * size of a table, so an environ copied from this one is filled without
+ * growing: a dict that grows past its table is rebuilt, which cost more per
+ * request than the copy.  (The environ would reach that size anyway: no
+ * memory is added.)  Items are set one by one: PyDict_Update into an empty
+ * dict would clone base's smaller table instead. */
+static PyObject *
+presized_copy(PyObject *base)
+{
+    PyObject *own = _PyDict_NewPresized(PyDict_GET_SIZE(base) + KEYS_EVERY_REQUEST_ADDS);
+    if (own == NULL)
+        return NULL;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(base, &pos, &k, &v)) {
+        if (PyDict_SetItem(own, k, v) < 0) {
+            Py_DECREF(own);
+            return NULL;
+        }
+    }
+    return own;
+}
+
 static int
 EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
 {
@@ -59,7 +89,10 @@ EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
     if (proxy_keys == NULL)
         return -1;
     Py_XSETREF(self->proxy_keys, proxy_keys);
-    Py_XSETREF(self->base, Py_NewRef(base));
+    PyObject *own = presized_copy(base);
+    if (own == NULL)
+        return -1;
+    Py_XSETREF(self->base, own);
     Py_XSETREF(self->empty_input, Py_NewRef(empty_input));
     Py_CLEAR(self->req_type);
     /* What the base environ (the server's `environ` setting) may bring:
