@@ -81,9 +81,9 @@ class Driver:
                 return
             woke = False
             if idle:
-                # (Read and handed on in one expression: this frame holds no
-                # view of the shared buffer while an app runs, or waits.)
-                data = self._fast_lane(channel, fast, self._read_idle(channel))
+                # (This frame never holds a view of the shared buffer, which
+                # another connection may read into while an app runs.)
+                data = self._fast_lane(channel, fast)
                 if data is None:
                     return
                 if not data:
@@ -106,36 +106,6 @@ class Driver:
                 pass
             data = None  # (the parser keeps its own copy: no view of the shared buffer stays here)
 
-    def _read_idle(self, channel: Any) -> Any:
-        """Bytes that are there, between requests (a view of the shared
-        buffer, valid until this greenlet next yields); None when the
-        channel was parked (nothing yet) or closed."""
-        srv = self.server
-        buf = srv.recv_buffer
-        sock = channel.sock
-        try:
-            # A plain socket is read with one system call (recv_nowait: the
-            # socket's own recv_into costs more than the read); TLS through
-            # its socket.
-            n = sock.recv_into_nowait(buf) if channel.encrypted or sock.raw is None else recv_nowait(sock.raw, buf)
-        except OSError:
-            channel.close()
-            return None
-        if n is None:  # woken without data: park again
-            channel.park()
-            return None
-        if not n:
-            channel.close()
-            return None
-        data = buf[:n]
-        first = data[0]
-        if (first != 13 and first != 10) or _holds_request(data):
-            # Channel.active(), inlined (once per request): empty lines alone
-            # do not stop the idle clock.
-            channel.fresh = False
-            srv.idle.pop(channel, None)
-        return data
-
     def _read_head(self, channel: Any, deadline: float) -> Any:
         """More bytes of a head that has begun (a view of the shared
         buffer); None when the channel closed or timed out (408)."""
@@ -156,18 +126,40 @@ class Driver:
             return None
         return buf[:n]
 
-    def _fast_lane(self, channel: Any, fast: Callable[[Any], Any], data: Any) -> Any:
-        """Serve the requests at the start of `data` (no partial request
-        before it; None: nothing was read) that the C fast lane takes: plain
-        heads, pipelined ones too. Returns the bytes from the first head it
-        declines on (b"" when none), or None when the connection closed.
-        `data` may be a view of the server's shared receive buffer: what is
-        kept is copied out before the app runs, since another connection may
-        read into it; the rest of a pipelined batch is copied once, then
-        walked by offset."""
-        if data is None:  # (_read_idle parked or closed the channel)
-            return None
+    def _fast_lane(self, channel: Any, fast: Callable[[Any], Any]) -> Any:
+        """Between requests: read what is there, and serve the requests at
+        its start that the C fast lane takes (plain heads, pipelined ones
+        too). Returns the bytes from the first head it declines on (b""
+        when none), or None when the channel was parked (nothing had
+        arrived) or closed. What is read is a view of the server's shared
+        receive buffer: what is kept is copied out before the app runs,
+        since another connection may read into it; the rest of a pipelined
+        batch is copied once, then walked by offset."""
         srv = self.server
+        sock = channel.sock
+        try:
+            # A plain socket is read with one system call (recv_nowait: the
+            # socket's own recv_into costs more than the read); TLS through
+            # its socket. (No local holds the buffer: this frame lives on
+            # while an app runs.)
+            n = sock.recv_into_nowait(srv.recv_buffer) if channel.encrypted or sock.raw is None \
+                else recv_nowait(sock.raw, srv.recv_buffer)
+        except OSError:
+            channel.close()
+            return None
+        if n is None:  # woken without data: park again
+            channel.park()
+            return None
+        if not n:
+            channel.close()
+            return None
+        data = srv.recv_buffer[:n]
+        first = data[0]
+        if (first != 13 and first != 10) or _holds_request(data):
+            # Channel.active(), inlined (once per request): empty lines alone
+            # do not stop the idle clock.
+            channel.fresh = False
+            srv.idle.pop(channel, None)
         own = False  # whether data is our own copy (else a view of the shared buffer)
         while True:
             got = fast(data)
