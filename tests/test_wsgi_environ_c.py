@@ -14,6 +14,7 @@
 # odd peers and request classes, the key cache, and allocation failures.
 from __future__ import annotations
 
+import sys
 import types
 from dataclasses import dataclass, fields
 
@@ -64,7 +65,7 @@ def check(req, remote=PEER, base: dict | None = None, inp=None, proxy_keys=PROXY
     env, proxied = builder.build(remote, req) if inp is None else builder.build(remote, req, inp)
     assert base == before and all(base[k] is before[k] for k in before), "build() changed base"
     assert type(env) is dict and env is not base
-    assert env == want
+    assert env == want and list(env) == list(want)  # (the same keys, in the same order)
     assert {k: type(v) for k, v in env.items()} == {k: type(v) for k, v in want.items()}
     assert env["wsgi.input"] is want_input
     assert proxied is (not frozenset(proxy_keys).isdisjoint(want))
@@ -109,6 +110,18 @@ def request(*headers: tuple[bytes, bytes], path: bytes = b"/", query: bytes = b"
 
 
 # The rules, from both lanes -----------------------------------------------------------
+@pytest.mark.parametrize("headers", [0, 4, 12], ids=lambda n: f"{n}-fields")
+def test_an_environ_is_no_larger_than_its_keys_set_one_by_one(headers):
+    # Each environ is a copy of the builder's own base environ, whose table
+    # is sized ahead for a request's keys. It must cost no more memory than
+    # the same keys need: a request parked in the app holds its environ.
+    env, _ = built(request(*[(b"x-field-%d" % i, b"v") for i in range(headers)]))
+    one_by_one = {}
+    for key, value in env.items():
+        one_by_one[key] = value
+    assert sys.getsizeof(env) <= sys.getsizeof(one_by_one)
+
+
 def test_plain_get():
     env = environ_of(GET)
     assert env["REQUEST_METHOD"] == "GET"

@@ -9,9 +9,9 @@
  * in Python and is the oracle the tests compare this builder against
  * (tests/test_wsgi_environ_c.py), on requests from both lanes.
  *
- * What is per server is worked out when the builder is made (from its own
- * copy of the base environ, sized for a whole environ: see presized_copy;
- * the server makes a new builder whenever its environ changes): whether the
+ * What is per server is worked out when the builder is made (it keeps its
+ * own copy of the base environ: see base_with_fixed_keys; the server makes a
+ * new builder whenever its environ changes): whether the
  * base environ holds keys a field may join (HTTP_*, CONTENT_*) and whether
  * it, or a key every environ gets, is a proxy key.  Per request, a field's
  * environ key comes from a cache keyed by the name's content (by the name
@@ -50,27 +50,28 @@ typedef struct {
     Py_ssize_t req_offsets[N_FIELDS];
 } EnvironBuilder;
 
-/* Every request's environ gets the base's keys and at least these: the
- * fixed ones and a Host field. */
-#define KEYS_EVERY_REQUEST_ADDS 10
+/* The keys build() sets in every environ, in the order it sets them. */
+#define N_FIXED 9
+static PyObject **fixed_keys[N_FIXED] = {&k_remote_addr, &k_remote_port, &k_method, &k_path, &k_query, &k_raw_uri,
+                                         &k_request_uri, &k_protocol, &k_input};
 
-/* The builder's own copy of the base environ, with a table already as large
- * as an environ needs once a request's keys are in.  PyDict_Copy keeps the
- * size of a table, so an environ copied from this one is filled without
- * growing: a dict that grows past its table is rebuilt, which cost more per
- * request than the copy.  (The environ would reach that size anyway: no
- * memory is added.)  Items are set one by one: PyDict_Update into an empty
- * dict would clone base's smaller table instead. */
+/* The builder's own copy of the base environ, holding already the keys
+ * build() sets in every environ (None until then; a key the base has keeps
+ * its place and value).  Each environ is a PyDict_Copy of it, and a copy
+ * keeps the size of a table: so an environ starts in a table that already
+ * fits the base and those keys (for the default base, the 64-slot table a
+ * whole environ ends in anyway), and is not rebuilt into a larger one while
+ * it is filled, as it was once per request.  The keys stay in the order
+ * build() gave them, and the table stays CPython's compact kind for str keys
+ * (a presized dict would be the general kind: 8 more bytes per entry). */
 static PyObject *
-presized_copy(PyObject *base)
+base_with_fixed_keys(PyObject *base)
 {
-    PyObject *own = _PyDict_NewPresized(PyDict_GET_SIZE(base) + KEYS_EVERY_REQUEST_ADDS);
+    PyObject *own = PyDict_Copy(base);
     if (own == NULL)
         return NULL;
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(base, &pos, &k, &v)) {
-        if (PyDict_SetItem(own, k, v) < 0) {
+    for (int i = 0; i < N_FIXED; i++) {
+        if (PyDict_SetDefault(own, *fixed_keys[i], Py_None) == NULL) {
             Py_DECREF(own);
             return NULL;
         }
@@ -89,7 +90,7 @@ EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
     if (proxy_keys == NULL)
         return -1;
     Py_XSETREF(self->proxy_keys, proxy_keys);
-    PyObject *own = presized_copy(base);
+    PyObject *own = base_with_fixed_keys(base);
     if (own == NULL)
         return -1;
     Py_XSETREF(self->base, own);
@@ -110,10 +111,8 @@ EnvironBuilder_init(EnvironBuilder *self, PyObject *args, PyObject *kwds)
             return -1;
         proxied |= in;
     }
-    PyObject *fixed[] = {k_remote_addr, k_remote_port, k_method, k_path, k_query, k_raw_uri, k_request_uri,
-                         k_protocol, k_input};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        int in = PySet_Contains(proxy_keys, fixed[i]);
+    for (int i = 0; i < N_FIXED; i++) {
+        int in = PySet_Contains(proxy_keys, *fixed_keys[i]);
         if (in < 0)
             return -1;
         proxied |= in;
