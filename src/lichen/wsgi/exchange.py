@@ -6,16 +6,16 @@
 # without a handler class) takes serve_plain instead: the same steps in one
 # frame, with no Exchange (it has nothing to keep between them), since it
 # is most requests and a long-poll parks what its frames hold. Both write
-# through run_app. The exchange builds the environ (the one place it is made, for a
-# request from either lane: the server's C builder), gives the app a
-# wsgi.input over the body (read from the parser's body events, or by
+# through run_app. The exchange builds the environ (the one place it is
+# made, for a request from either lane: the server's C builder), gives the
+# app a wsgi.input over the body (read from the parser's body events, or by
 # counting a Content-Length body straight from the socket), sends 100
 # Continue only when the app first reads, runs the app, writes its response
 # (one send for a whole list body, os.sendfile for a file), drains what the
 # app left unread, and says whether the connection may serve another request.
-# Every write goes through the channel's send_all (HttpChannel, the
-# server's channel class), with the write timeout; a client that went away
-# is ClientGone, never an application error. A server
+# Every write goes through the channel's send_all (HttpChannel, the server's
+# channel class), with the write timeout; a client that went away is
+# ClientGone, never an application error. A server
 # with a handler class (gevent's hook, lichen.wsgi.handler) gets one handler
 # per request, which gives the environ, hears of application errors and logs
 # the request; without one, nothing of it costs a request more than a test.
