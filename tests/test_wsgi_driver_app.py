@@ -296,6 +296,18 @@ def test_a_file_wrapper_over_a_regular_file_is_sent_with_sendfile_and_closed(dat
     assert len(opened) == 2 and all(f.closed for f in opened)  # close() of the wrapper closes the file
 
 
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), TimeoutError("write timeout")],
+                         ids=["reset", "write_timeout"])
+def test_a_client_that_stops_reading_a_sendfile_body_closes_the_file_and_the_connection(logs, data_file, error):
+    path, data = data_file
+    opened = []
+    h = harness(file_app(path, opened=opened))
+    h.sock.stop_reading(after=1000, error=error)  # the head goes out; the file does not
+    assert h.serve(get("/")).startswith(b"HTTP/1.1 200 OK")
+    assert h.closed and len(opened) == 1 and opened[0].closed
+    assert not records(logs, level=logging.WARNING)  # a client going away is not an error
+
+
 def test_a_file_wrappers_head_is_sent_with_msg_more_ahead_of_the_file(data_file):
     path, data = data_file
     h = harness(file_app(path))

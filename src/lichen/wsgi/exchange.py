@@ -72,6 +72,17 @@ class HttpChannel(Channel):
         except OSError as e:
             raise ClientGone(f"send failed: {e}") from e
 
+    def sendfile_all(self, fd: int, offset: int, count: int) -> int:
+        """os.sendfile up to `count` bytes of the file `fd` from `offset`
+        (fewer when the file is shorter); the bytes sent, or ClientGone as
+        for send_all."""
+        try:
+            return self.sock.sendfile_by(fd, offset, count, self.server.settings.write_timeout)
+        except TimeoutError as e:
+            raise ClientGone("client stopped reading (write timeout)") from e
+        except OSError as e:
+            raise ClientGone(f"sendfile failed: {e}") from e
+
 
 def reply_error(server: Any, channel: Any, status: int, message: str, head_sent: bool = False,
                 fields: bytes = b"") -> int:
@@ -338,7 +349,7 @@ def run_app(srv: Any, channel: Any, env: dict, resp: Response, handler: Any = No
                 resp.send_all_at_once(body)
         elif (isinstance(result, FileWrapper) and not resp.head_sent and not channel.encrypted
               and result.fileno() is not None):
-            send_file(srv, channel, resp, result)
+            send_file(channel, resp, result)
         else:
             for data in result:
                 if data:
@@ -387,10 +398,9 @@ def app_failed(srv: Any, channel: Any, resp: Response) -> None:
     # which tells the client the response is incomplete.
 
 
-def send_file(srv: Any, channel: Any, resp: Response, wrapper: FileWrapper) -> None:
+def send_file(channel: Any, resp: Response, wrapper: FileWrapper) -> None:
     """A regular file as the body: the head, then os.sendfile from the
     file's position, so the kernel copies and Python never reads it."""
-    timeout = srv.settings.write_timeout
     fd = wrapper.fileno()
     assert fd is not None
     try:
@@ -415,12 +425,7 @@ def send_file(srv: Any, channel: Any, resp: Response, wrapper: FileWrapper) -> N
         return
     # MSG_MORE: head and file data share segments despite TCP_NODELAY.
     channel.send_all(head, _MSG_MORE)
-    try:
-        sent = channel.sock.sendfile_by(fd, pos, length, timeout)
-    except TimeoutError as e:
-        raise ClientGone("client stopped reading (write timeout)") from e
-    except OSError as e:
-        raise ClientGone(f"sendfile failed: {e}") from e
+    sent = channel.sendfile_all(fd, pos, length)
     framer.advance(sent)
     resp.bytes_sent += sent
     resp.finish()  # a file that shrank leaves the framer short: must_close
