@@ -204,6 +204,32 @@ def test_a_parked_worker_keeps_no_reference_to_its_last_item(queues):
     assert ref() is None
 
 
+def test_a_worker_waiting_in_serve_saves_no_more_c_stack_than_a_greenlet_of_a_plain_function(queues):
+    # A request waiting in the app (a long-poll) keeps its worker's saved C
+    # stack for as long as it waits: the worker starts from a plain function,
+    # so that starting it costs no C frame more than a greenlet needs.
+    hub = get_hub()
+    waiting: list = []
+
+    def wait_in_the_hub() -> None:
+        waiting.append(getcurrent())
+        hub.switch()
+
+    q = queues(lambda item: wait_in_the_hub())
+    q.put(1)
+    reference = greenlet_module.greenlet(wait_in_the_hub, parent=hub.glet)
+    hub.run_callback(reference.switch)
+    wait_until(lambda: len(waiting) == 2)
+    worker = next(g for g in waiting if g is not reference)
+    try:
+        assert 0 < worker._stack_saved <= reference._stack_saved
+    finally:
+        for g in waiting:
+            hub.run_callback(g.switch)
+        settle()
+    assert reference.dead and q.idle_workers == 1
+
+
 # Failures of serve ----------------------------------------------------------------------
 def test_an_exception_in_serve_is_logged_and_the_worker_goes_on(queues, caplog):
     rec = Recorder(fail={0: ValueError("broken item")})
