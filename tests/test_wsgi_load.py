@@ -398,6 +398,26 @@ def test_a_request_waiting_in_the_app_holds_no_view_of_the_shared_buffer_and_no_
     assert views == [] and requests and all(r.headers == [] for r in requests)
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /poll?cursor=%s HTTP/1.1\r\nHost: x\r\n\r\n",  # the C fast lane's
+    b"POST /poll?cursor=%s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # the parser's
+], ids=["fast-lane", "parser"])
+def test_a_request_waiting_in_the_app_holds_its_target_in_the_environ_alone(request_bytes):
+    # A long-poll URL (a cursor, a token) is paid for per waiting request:
+    # once the environ has it, the request head below the app keeps no
+    # second copy of the target, its path or its query.
+    from lichen.http import Request
+
+    cursor = b"c" * 2000
+    found = locals_of_a_parked_request(request_bytes % cursor)
+    requests = [v for _, v in found if isinstance(v, Request)]
+    requests += [v.request for _, v in found if isinstance(getattr(v, "request", None), Request)]  # (an Exchange)
+    held = [(name, len(value)) for name, value in found if isinstance(value, (bytes, str)) and cursor in
+            (value if isinstance(value, bytes) else value.encode("latin-1"))]
+    assert requests and held == []
+    assert all(cursor not in r.target + r.path + r.query for r in requests)
+
+
 def test_a_plain_request_waiting_in_the_app_holds_no_exchange_object():
     # The common request (fast lane, no body, no handler class) is served
     # without an Exchange: a long-poll parks one object fewer per request.

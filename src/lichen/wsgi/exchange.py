@@ -46,7 +46,12 @@ __all__ = ["Exchange", "ClientGone", "HttpChannel", "LengthBody", "serve_plain",
 
 log = logging.getLogger("lichen.error")
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
-_NO_FIELDS: list = []  # (never appended to: shared by every request whose fields were let go)
+# What a request's head keeps of itself once the environ holds it:
+# (headers, target, path, query, host). A request waiting in the app (a
+# long-poll, a stream) then holds only what its response reads (method,
+# version, keep-alive) and no second copy of a long URL or of its fields.
+# (The list is shared by every such request, and never appended to.)
+_HEAD_LET_GO: tuple = ([], b"", b"", b"", None)
 
 
 class ClientGone(ConnectionError):
@@ -134,7 +139,7 @@ def serve_plain(server: Any, channel: Any, request: Request) -> bool:
     resp = Response(channel.send_all, request,
                     request.keep_alive and server.keepalive and not server.stopping, server.date(),
                     server.server_header_bytes, server, None if channel.encrypted else channel.sock.raw)
-    request.headers = _NO_FIELDS  # (the fields live on in the environ alone)
+    request.headers, request.target, request.path, request.query, request.host = _HEAD_LET_GO
     access = server.access_log
     if access is None or not access.enabled:
         return run_app(server, channel, env, resp) and resp.keep_alive and not resp.must_close
@@ -199,10 +204,10 @@ class Exchange:
             handler = handler(self, env, resp)
             access = None  # (the handler's log_request() logs)
         else:
-            # The fields live on in the environ: a request the app keeps
-            # waiting (long-poll, a stream, a websocket) need not hold them
-            # twice. (A handler reads them: gevent's `headers`.)
-            req.headers = _NO_FIELDS
+            # The head lives on in the environ: a request the app keeps
+            # waiting (long-poll, a stream, a websocket) need not hold it
+            # twice. (A handler reads it: gevent's `headers`.)
+            req.headers, req.target, req.path, req.query, req.host = _HEAD_LET_GO
             access = srv.access_log
             if access is not None and not access.enabled:
                 access = None
