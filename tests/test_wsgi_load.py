@@ -380,6 +380,15 @@ def locals_of_a_parked_request(request_bytes: bytes) -> list:
     return found
 
 
+def requests_among(found: list) -> list:
+    """The Request objects among the `found` locals, held directly or
+    through an Exchange."""
+    from lichen.http import Request
+
+    requests = [v for _, v in found if isinstance(v, Request)]
+    return requests + [v.request for _, v in found if isinstance(getattr(v, "request", None), Request)]
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",  # the C fast lane's
     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",  # the parser's
@@ -389,12 +398,9 @@ def test_a_request_waiting_in_the_app_holds_no_view_of_the_shared_buffer_and_no_
     # What stays alive while an app waits (long-poll) is paid per request:
     # the frames below the app must not pin the server's receive buffer,
     # and the header fields live on in the environ alone.
-    from lichen.http import Request
-
     found = locals_of_a_parked_request(request_bytes)
     views = [name for name, value in found if isinstance(value, memoryview)]
-    requests = [v for _, v in found if isinstance(v, Request)]
-    requests += [v.request for _, v in found if isinstance(getattr(v, "request", None), Request)]  # (an Exchange)
+    requests = requests_among(found)
     assert views == [] and requests and all(r.headers == [] for r in requests)
 
 
@@ -406,12 +412,9 @@ def test_a_request_waiting_in_the_app_holds_its_target_in_the_environ_alone(requ
     # A long-poll URL (a cursor, a token) is paid for per waiting request:
     # once the environ has it, the request head below the app keeps no
     # second copy of the target, its path or its query.
-    from lichen.http import Request
-
     cursor = b"c" * 2000
     found = locals_of_a_parked_request(request_bytes % cursor)
-    requests = [v for _, v in found if isinstance(v, Request)]
-    requests += [v.request for _, v in found if isinstance(getattr(v, "request", None), Request)]  # (an Exchange)
+    requests = requests_among(found)
     held = [(name, len(value)) for name, value in found if isinstance(value, (bytes, str)) and cursor in
             (value if isinstance(value, bytes) else value.encode("latin-1"))]
     assert requests and held == []
